@@ -1,0 +1,99 @@
+"""`bench train`: the two training stages, logged to MLflow through maskgit's callback."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from bench.data import load_image_folder
+from bench.errors import BenchError
+from bench.tracking import environment_tags, resolve_device, setup_mlflow
+from maskgit.checkpoints import CheckpointError, load_checkpoint
+from maskgit.model import MaskGIT
+from maskgit.presets import preset
+from maskgit.training import TrainCallback, TrainConfig, latest_checkpoint, train_transformer, train_vqgan
+
+RUN_ID_FILE = "mlflow_run_id"
+
+
+class MLflowCallback(TrainCallback):
+    """Logs step metrics every `every` steps, epoch metrics and the validation figure."""
+
+    def __init__(self, mlflow, every: int = 20):
+        self.mlflow, self.every = mlflow, every
+
+    def on_step(self, step, metrics):
+        if step % self.every == 0:
+            self.mlflow.log_metrics({f"train_{k}": float(v) for k, v in metrics.items()}, step=step)
+
+    def on_epoch(self, epoch, metrics, figure, checkpoint):
+        from PIL import Image
+
+        self.mlflow.log_metrics(metrics, step=epoch)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"validation_epoch_{epoch:03d}.png"
+            Image.fromarray(figure.permute(1, 2, 0).numpy()).save(path)
+            self.mlflow.log_artifact(str(path), artifact_path="validation")
+        self.mlflow.set_tag("last_checkpoint", str(checkpoint))
+
+
+def _load_split(data: Path, split: str) -> torch.Tensor:
+    folder = Path(data) / split
+    if not folder.is_dir():
+        raise BenchError(f"{folder}: missing (--data must be a benchmark folder with train/ and val/)")
+    return load_image_folder(folder)
+
+
+def _run(stage: str, model: MaskGIT, data: Path, out: Path, cfg: TrainConfig, resume: bool,
+         tracking_uri: str | None, params: dict) -> Path:
+    out = Path(out)
+    if not resume and latest_checkpoint(out) is not None:
+        raise BenchError(f"{out}: already holds checkpoints; pass --resume to continue or choose another --out")
+    if resume and latest_checkpoint(out) is None:
+        raise BenchError(f"{out}: --resume given but there is no checkpoint to resume from")
+    train_images, val_images = _load_split(data, "train"), _load_split(data, "val")
+    mlflow = setup_mlflow(tracking_uri, f"train-{stage}")
+    run_id_file = out / RUN_ID_FILE
+    run_id = run_id_file.read_text().strip() if resume and run_id_file.exists() else None
+    train = train_vqgan if stage == "vqgan" else train_transformer
+    with mlflow.start_run(run_id=run_id, run_name=f"{stage}:{out.name}") as run:
+        out.mkdir(parents=True, exist_ok=True)
+        run_id_file.write_text(run.info.run_id)
+        if run_id is None:
+            mlflow.log_params({**params, **asdict(cfg), "data": str(data), "n_train": len(train_images)})
+            mlflow.set_tags(environment_tags(cfg.device))
+        meta = {"data": str(data), **params}
+        try:
+            return train(model, train_images, val_images, out, cfg, MLflowCallback(mlflow), resume=resume, meta=meta)
+        except KeyboardInterrupt:
+            mlflow.set_tag("interrupted", "true")
+            raise
+
+
+def train_vqgan_command(data: Path, out: Path, preset_name: str, cfg: TrainConfig, resume: bool,
+                        tracking_uri: str | None) -> Path:
+    try:
+        vq_cfg, _ = preset(preset_name)
+    except ValueError as exc:
+        raise BenchError(f"--preset: {exc}") from None
+    cfg.device = resolve_device(cfg.device)
+    model = MaskGIT(vq_cfg, None)
+    return _run("vqgan", model, data, out, cfg, resume, tracking_uri, {"preset": preset_name})
+
+
+def train_transformer_command(data: Path, vqgan: Path, out: Path, preset_name: str, cfg: TrainConfig,
+                              resume: bool, tracking_uri: str | None) -> Path:
+    try:
+        _, tr_cfg = preset(preset_name)
+        stage1, stage1_config = load_checkpoint(vqgan, require_transformer=False)
+    except (ValueError, CheckpointError) as exc:
+        raise BenchError(str(exc)) from None
+    tr_cfg.num_codebook_vectors = stage1.vqgan.cfg.num_codebook_vectors
+    cfg.device = resolve_device(cfg.device)
+    model = MaskGIT(stage1.vqgan.cfg, tr_cfg)
+    model.vqgan.load_state_dict(stage1.vqgan.state_dict())
+    params = {"preset": preset_name, "vqgan": str(vqgan), "vqgan_sha256": stage1_config["weights_sha256"]}
+    return _run("transformer", model, data, out, cfg, resume, tracking_uri, params)
