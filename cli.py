@@ -4,28 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
 import typer
 from typer.core import TyperGroup
 
 from bench.errors import BenchError
 
 
-class UserError(click.ClickException):
-    """A BenchError shown as one red line on stderr, exit code 2, no traceback."""
-
-    exit_code = 2
-
-    def show(self, file=None) -> None:
-        typer.secho(f"error: {self.message}", fg=typer.colors.RED, err=True)
-
-
 class _Group(TyperGroup):
+    """Shows a BenchError as one red line on stderr with exit code 2, no traceback."""
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except BenchError as exc:
-            raise UserError(str(exc)) from None
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
 
 
 app = typer.Typer(
@@ -92,6 +85,27 @@ def data_check(
 
 # --- fid command ---------------------------------------------------------------------------
 
+
+@app.command("fid")
+def fid_command(
+    pred: Path = typer.Argument(..., help="Folder of predicted 64x64 images (.png/.jpg)."),
+    gt: Path = typer.Argument(..., help="Ground truth: a folder of 64x64 images or a lab test_gt.csv."),
+    protocol: str = typer.Option("tf", help="Resize into InceptionV3: tf (torch-fidelity, TF1 bilinear) "
+                                            "or lab (pytorch-fid, torch bilinear). Default: tf."),
+    kid: bool = typer.Option(True, "--kid/--no-kid", help="Also report KID mean ± std. Default: on."),
+    batch_size: int | None = typer.Option(None, help="Images per forward pass. Default: 256 on CUDA, "
+                                                      "16 on CPU."),
+    device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, ... Default: cuda if available."),
+    weights: Path | None = typer.Option(None, help="InceptionV3 weights in torch-fidelity's format. "
+                                                   "Default: $MASKGIT_BENCH_INCEPTION, else found offline."),
+):
+    """FID (and KID) between predictions and ground truth, offline; the ground truth's statistics are cached."""
+    from bench.fid import fid_between
+
+    result = fid_between(pred, gt, protocol, kid, batch_size=batch_size, device=device, weights=weights)
+    typer.echo(result.summary())
+
+
 # --- train commands ------------------------------------------------------------------------
 
 
@@ -153,6 +167,158 @@ def train_transformer(
     typer.echo(f"checkpoint: {last}")
 
 # --- sweep / inpaint / ui ------------------------------------------------------------------
+
+
+_SPEC = "8 (fixed), 5,8,13 (choice) or 4..16 (range; floats also 0.5..8:log, 0..1:0.25)"
+
+
+@app.command("sweep")
+def sweep(
+    schedule: list[str] | None = typer.Option(None, help="Mask schedule to search; repeat for several "
+                                                          "(linear, cosine, lab-cosine, square, cubic, sqrt, log, "
+                                                          "exp, arccos, pow<p>). Default: all of them, searched."),
+    steps: str | None = typer.Option(None, help=f"Total iterations T: {_SPEC}. Default: 4,6,8."),
+    sweet_spot: str | None = typer.Option(None, help="Output step s: auto (each trial's best step, from its "
+                                                     "FID curve), any (sampled in 1..T), a step, steps 3,5 or a "
+                                                     "range 2..6. Default: auto."),
+    choice_temperature: str | None = typer.Option(None, help=f"Gumbel noise on the confidences: {_SPEC}. "
+                                                             "Default: 4.5."),
+    anneal: str | None = typer.Option(None, help="Choice-temperature anneal: linear, none, cosine, or a choice "
+                                                 "such as linear,none. Default: linear."),
+    sampling: str | None = typer.Option(None, help="on (categorical sampling), off (argmax) or on,off. "
+                                                   "Default: on."),
+    sampling_temperature: str | None = typer.Option(None, help=f"Softmax temperature of the sampling: {_SPEC}. "
+                                                               "Default: 1.0."),
+    confidence: str | None = typer.Option(None, help="Confidence of a sample: log (log p, MaskGIT) or prob "
+                                                     "(p, the seed report's), or log,prob. Default: log."),
+    composite: str | None = typer.Option(None, help="Paste decoded pixels into the holes of the input: off, "
+                                                    "hard, feather, or a choice. Default: off."),
+    feather: str | None = typer.Option(None, help=f"Blend width in pixels for composite feather: {_SPEC}. "
+                                                  "Default: 2."),
+    dilation: str | None = typer.Option(None, help=f"Widen the unknown tokens by whole tokens: {_SPEC}. "
+                                                   "Default: 0."),
+    seed: int | None = typer.Option(None, help="Seed of the per-image random streams (and of the samplers). "
+                                               "Default: 0."),
+    study_file: Path | None = typer.Option(None, help="A whole study as TOML (see studies/*.toml); options "
+                                                      "given here override it. Default: none."),
+    data: Path | None = typer.Option(None, help="Benchmark root or test-only folder (masked_image/, mask64/, "
+                                                "gt/ or test_gt.csv). Default: the embedded toy-face benchmark."),
+    checkpoint: str | None = typer.Option(None, help="Model: a checkpoint folder or a shipped name. "
+                                                     "Default: toyfaces (shipped)."),
+    limit: int | None = typer.Option(None, help="Use the first N test images. Default: 32 on the embedded "
+                                                "benchmark (it has 256), all with --data."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ... Default: auto."),
+    batch_size: int = typer.Option(64, help="Images decoded per batch (results do not depend on it). "
+                                            "Default: 64."),
+    protocol: str = typer.Option("tf", help="FID resize protocol: tf or lab (see `bench fid`). Default: tf."),
+    n_trials: int | None = typer.Option(None, help="Finished trials the study should have; resuming runs only "
+                                                   "the missing ones. Default: 4; grid: every point."),
+    timeout: float | None = typer.Option(None, help="Seconds after which no new trial starts. Default: none."),
+    sampler: str | None = typer.Option(None, help="tpe, grid, random, cmaes or nsga2. Default: tpe; nsga2 for "
+                                                  "two objectives."),
+    objective: str | None = typer.Option(None, help="fid (FID at the sweet spot), fid+steps or fid+seconds "
+                                                    "(Pareto fronts). Default: fid."),
+    pruner: str | None = typer.Option(None, help="none or median (prunes on the FID curve, step by step). "
+                                                 "Default: none."),
+    study_name: str | None = typer.Option(None, help="Study (and MLflow experiment) to create or resume. "
+                                                     "Default: the study file's name, else sweep-<schedules>."),
+    storage: str = typer.Option("bench-studies.journal", help="Optuna storage: a journal file several "
+                                                              "processes share, or a database URL "
+                                                              "(postgresql://...). Default: bench-studies.journal."),
+    tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store. Default: sqlite:///mlflow.db."),
+    workers: int = typer.Option(1, help="Worker processes on this machine, each an Optuna worker on the "
+                                        "storage. Default: 1."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse results of settings already evaluated "
+                                                                "on this model and data. Default: on."),
+):
+    """Run or resume an Optuna study of decoding settings: FID at every step, one MLflow run per trial.
+
+    Example: bench sweep --schedule cosine --schedule linear --steps 4..12 --n-trials 20
+    """
+    from rich.console import Console
+
+    from bench.study import build_sweep_config, outcome_table, run_sweep
+
+    settings = dict(schedule=schedule, steps=steps, sweet_spot=sweet_spot, choice_temperature=choice_temperature,
+                    anneal=anneal, sampling=sampling, sampling_temperature=sampling_temperature,
+                    confidence=confidence, composite=composite, feather=feather, dilation=dilation,
+                    seed=None if seed is None else str(seed))
+    config = build_sweep_config(settings, study_file, study_name=study_name, storage=storage,
+                                tracking_uri=tracking_uri, objective=objective, sampler=sampler, pruner=pruner,
+                                n_trials=n_trials, timeout=timeout, workers=workers,
+                                data=None if data is None else str(data), limit=limit, checkpoint=checkpoint,
+                                seed=seed, device=device, batch_size=batch_size, protocol=protocol, cache=cache)
+    try:
+        outcome = run_sweep(config)
+    except KeyboardInterrupt:
+        typer.secho(f"interrupted: the running trial is recorded FAIL; `bench sweep --study-name "
+                    f"{config.study_name}` resumes", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(130) from None
+    console = Console()
+    console.print(outcome_table(outcome))
+    counts = ", ".join(f"{count} {state.lower()}" for state, count in outcome.counts.items() if count)
+    console.print(f"study {outcome.study_name}: {counts or 'no trials'} ({outcome.ran} run now) in {outcome.storage}")
+    console.print(f"open the UI:  bench ui --tracking-uri {outcome.tracking_uri}   (experiment {outcome.study_name})")
+    console.print(f"report:       bench report   (study {outcome.study_name}, storage {outcome.storage})")
+
+
+@app.command("inpaint")
+def inpaint_command(
+    out: Path = typer.Option(..., help="Folder for the inpainted PNGs (named like the masked inputs). Required."),
+    from_run: str | None = typer.Option(None, help="Replay a recorded trial: its settings, data, checkpoint and "
+                                                   "image count (options given here win). Default: none."),
+    sweet_spot: int | None = typer.Option(None, help="Which step's output to write. Default: the replayed "
+                                                     "trial's best step, else the model card's, else T."),
+    schedule: str | None = typer.Option(None, help="Mask schedule. Default: cosine (or the run's / model card's)."),
+    steps: str | None = typer.Option(None, help="Total iterations T. Default: 8."),
+    choice_temperature: str | None = typer.Option(None, help="Gumbel noise on the confidences. Default: 4.5."),
+    anneal: str | None = typer.Option(None, help="linear, none or cosine. Default: linear."),
+    sampling: str | None = typer.Option(None, help="on (categorical) or off (argmax). Default: on."),
+    sampling_temperature: str | None = typer.Option(None, help="Softmax temperature. Default: 1.0."),
+    confidence: str | None = typer.Option(None, help="log or prob. Default: log."),
+    composite: str | None = typer.Option(None, help="off, hard or feather. Default: off."),
+    feather: str | None = typer.Option(None, help="Blend width for composite feather. Default: 2."),
+    dilation: str | None = typer.Option(None, help="Widen the unknown tokens by whole tokens. Default: 0."),
+    seed: str | None = typer.Option(None, help="Seed of the per-image random streams. Default: 0."),
+    data: Path | None = typer.Option(None, help="Benchmark root or test-only folder (masked_image/, mask64/, "
+                                                "optional gt/ or test_gt.csv). Default: the embedded benchmark."),
+    checkpoint: str | None = typer.Option(None, help="Checkpoint folder or shipped name. Default: toyfaces."),
+    limit: int | None = typer.Option(None, help="The first N test images. Default: all (embedded: 32)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, ... Default: auto."),
+    batch_size: int = typer.Option(64, help="Images decoded per batch. Default: 64."),
+    protocol: str = typer.Option("tf", help="FID protocol: tf or lab. Default: tf."),
+    tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store of --from-run. "
+                                                                 "Default: sqlite:///mlflow.db."),
+    overwrite: bool = typer.Option(False, help="Replace images already in --out. Default: off."),
+):
+    """Inpaint a test set with one decoding configuration; prints FID/KID when there is ground truth."""
+    from bench.inpaint import inpaint
+
+    options = dict(schedule=schedule, steps=steps, choice_temperature=choice_temperature, anneal=anneal,
+                   sampling=sampling, sampling_temperature=sampling_temperature, confidence=confidence,
+                   composite=composite, feather=feather, dilation=dilation, seed=seed)
+    outcome = inpaint(options, out, sweet_spot=sweet_spot, from_run=from_run, tracking_uri=tracking_uri,
+                      data=None if data is None else str(data), checkpoint=checkpoint, limit=limit, device=device,
+                      batch_size=batch_size, protocol=protocol, overwrite=overwrite)
+    typer.echo(f"wrote {len(outcome.names)} images to {outcome.out} (step {outcome.sweet_spot} of "
+               f"{outcome.settings.steps})")
+    typer.echo("settings: " + ", ".join(f"{k}={v}" for k, v in outcome.settings.params().items()))
+    if outcome.score is not None:
+        typer.echo(outcome.score.summary())
+    if outcome.recorded_fid is not None:
+        typer.echo(f"recorded trial: FID {outcome.recorded_fid:.4f}")
+
+
+@app.command("ui")
+def ui_command(
+    tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store. Default: sqlite:///mlflow.db."),
+    port: int = typer.Option(5000, help="Port on 127.0.0.1. Default: 5000."),
+):
+    """Open the MLflow UI on the tracking store, bound to 127.0.0.1 (Ctrl-C stops it)."""
+    from bench.tracking import run_mlflow_ui
+
+    typer.echo(f"MLflow UI on http://127.0.0.1:{port} for {tracking_uri} (Ctrl-C stops it)")
+    run_mlflow_ui(tracking_uri, port)
 
 
 if __name__ == "__main__":

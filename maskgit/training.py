@@ -239,9 +239,10 @@ def train_vqgan(model: MaskGIT, train_images: torch.Tensor, val_images: torch.Te
 
 @torch.no_grad()
 def encode_dataset(model: MaskGIT, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    """Token ids of all images, as ordinary tensors (not inference tensors: training indexes with them)."""
     device = next(model.parameters()).device
     return torch.cat([model.tokenize(images[i:i + batch_size].to(device)).cpu()
-                      for i in range(0, len(images), batch_size)])
+                      for i in range(0, len(images), batch_size)]).clone()
 
 
 def cached_tokens(model: MaskGIT, images: torch.Tensor, cache_dir: Path, hflip: bool) -> torch.Tensor:
