@@ -10,11 +10,11 @@ from .vqgan import VQGANConfig
 PRESETS: dict[str, tuple[VQGANConfig, TransformerConfig]] = {
     "lab": (VQGANConfig(), TransformerConfig()),
     # ~3M-parameter tokenizer (~25 images/s of training on 2 CPU cores, most of its work at
-    # 32x32 and 16x16) and ~2M-parameter transformer: hours, not days, on a laptop-class CPU.
+    # 32x32 and 16x16) and ~1M-parameter transformer: hours, not days, on a laptop-class CPU.
     "small": (
         VQGANConfig(enc_channels=[32, 64, 128], dec_channels=[32, 64, 128], down_after=[0, 1], up_after=[2, 1],
                     enc_blocks=1, dec_blocks=2, latent_dim=64, num_codebook_vectors=512),
-        TransformerConfig(num_codebook_vectors=512, dim=192, n_layers=4, hidden_dim=768, n_heads=6),
+        TransformerConfig(num_codebook_vectors=512, dim=128, n_layers=4, hidden_dim=512, n_heads=4),
     ),
     # For tests: builds and runs in milliseconds.
     "tiny": (
