@@ -214,8 +214,9 @@ def sweep(
     n_trials: int | None = typer.Option(None, help="Finished trials the study should have; resuming runs only "
                                                    "the missing ones. Default: 4; grid: every point."),
     timeout: float | None = typer.Option(None, help="Seconds after which no new trial starts. Default: none."),
-    sampler: str | None = typer.Option(None, help="tpe, grid, random, cmaes or nsga2. Default: tpe; nsga2 for "
-                                                  "two objectives."),
+    sampler: str | None = typer.Option(None, help="tpe, grid, random, cmaes or nsga2. Default: grid when the "
+                                                  "space has at most --n-trials points, else tpe; nsga2 for two "
+                                                  "objectives."),
     objective: str | None = typer.Option(None, help="fid (FID at the sweet spot), fid+steps or fid+seconds "
                                                     "(Pareto fronts). Default: fid."),
     pruner: str | None = typer.Option(None, help="none or median (prunes on the FID curve, step by step). "
@@ -237,7 +238,7 @@ def sweep(
     """
     from rich.console import Console
 
-    from bench.study import build_sweep_config, outcome_table, run_sweep
+    from bench.study import build_sweep_config, outcome_lines, outcome_table, run_sweep
 
     settings = dict(schedule=schedule, steps=steps, sweet_spot=sweet_spot, choice_temperature=choice_temperature,
                     anneal=anneal, sampling=sampling, sampling_temperature=sampling_temperature,
@@ -251,15 +252,12 @@ def sweep(
     try:
         outcome = run_sweep(config)
     except KeyboardInterrupt:
-        typer.secho(f"interrupted: the running trial is recorded FAIL; `bench sweep --study-name "
-                    f"{config.study_name}` resumes", fg=typer.colors.YELLOW, err=True)
+        typer.secho(f"interrupted: the running trial is recorded FAIL; the same command resumes study "
+                    f"{config.study_name}", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(130) from None
     console = Console()
     console.print(outcome_table(outcome))
-    counts = ", ".join(f"{count} {state.lower()}" for state, count in outcome.counts.items() if count)
-    for line in (f"study {outcome.study_name}: {counts or 'no trials'} ({outcome.ran} run now) in {outcome.storage}",
-                 f"open the UI:  bench ui --tracking-uri {outcome.tracking_uri}   (experiment {outcome.study_name})",
-                 f"report:       bench report   (study {outcome.study_name}, storage {outcome.storage})"):
+    for line in outcome_lines(outcome):
         console.print(line, soft_wrap=True)  # whole lines: commands stay copyable
 
 
@@ -287,7 +285,7 @@ def inpaint_command(
     limit: int | None = typer.Option(None, help="The first N test images. Default: all (embedded: 32)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ... Default: auto."),
     batch_size: int = typer.Option(64, help="Images decoded per batch. Default: 64."),
-    protocol: str = typer.Option("tf", help="FID protocol: tf or lab. Default: tf."),
+    protocol: str | None = typer.Option(None, help="FID protocol: tf or lab. Default: tf (or the replayed run's)."),
     tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store of --from-run. "
                                                                  "Default: sqlite:///mlflow.db."),
     overwrite: bool = typer.Option(False, help="Replace images already in --out. Default: off."),
@@ -308,6 +306,39 @@ def inpaint_command(
         typer.echo(outcome.score.summary())
     if outcome.recorded_fid is not None:
         typer.echo(f"recorded trial: FID {outcome.recorded_fid:.4f}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    checkpoint: str = typer.Option("toyfaces", help="Checkpoint folder or shipped name. Default: toyfaces."),
+    data: Path | None = typer.Option(None, help="Benchmark root or test folder. Default: the embedded benchmark."),
+    limit: int | None = typer.Option(None, help="The first N test images. Default: all (embedded: 32)."),
+    schedule: str = typer.Option("cosine", help="Schedule of the multi-step row. Default: cosine."),
+    steps: int = typer.Option(8, min=2, help="T of the multi-step row (its best step is reported). Default: 8."),
+    choice_temperature: float = typer.Option(4.5, min=0.0, help="Choice temperature of the multi-step row. "
+                                                                "Default: 4.5."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, ... Default: auto."),
+    batch_size: int = typer.Option(64, min=1, help="Images per batch. Default: 64."),
+    out: Path | None = typer.Option(None, help="Also write the numbers as JSON here. Default: print only."),
+):
+    """Measure a trained model for its model card: VQGAN reconstruction PSNR/FID and codebook usage,
+    masked-token accuracy, and inpainting FID of grey holes, the harmonic fill, one-step decoding
+    and multi-step decoding (decoded pixels composited into the holes).
+
+    Example: bench evaluate --checkpoint catfaces --data data/catfaces --out quality.json
+    """
+    from bench.quality import evaluate_checkpoint, format_quality
+    from bench.trial import TrialSettings
+    from maskgit.decoding import DecodeConfig
+
+    try:
+        best = TrialSettings(DecodeConfig(schedule=schedule, steps=steps, choice_temperature=choice_temperature),
+                             composite="hard")
+    except ValueError as exc:
+        raise BenchError(f"--schedule/--steps: {exc}") from None
+    report = evaluate_checkpoint(checkpoint, None if data is None else str(data), limit, device, batch_size, best, out)
+    for line in format_quality(report):
+        typer.echo(line)
 
 
 @app.command("ui")

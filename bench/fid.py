@@ -353,7 +353,7 @@ def pixels_sha(images: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write via a temporary file in the same folder, so readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as file:
@@ -404,7 +404,7 @@ class FIDReference:
                 features = stored["features"].astype(np.float64)
         else:
             features = extractor.features(gt).numpy()
-            _atomic_write(path, lambda file: np.savez(file, features=features.astype(np.float32)))
+            atomic_write(path, lambda file: np.savez(file, features=features.astype(np.float32)))
         return cls.from_features(features, protocol, extractor.weights_sha)
 
     @property

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
 
 import torch
+
+from bench.errors import BenchError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -44,3 +47,72 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+# --- sweeps: explicit clients and experiments (bench/study.py) -----------------------------------
+
+ARTIFACTS_BESIDE_SQLITE = "mlartifacts"
+
+
+def tracking_client(tracking_uri: str):
+    """An MlflowClient on the store, which must be reachable (a sqlite store is created here).
+
+    Create it in the parent process before starting workers: processes creating one fresh sqlite
+    store at once race on its schema migrations.
+    """
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    from mlflow import MlflowClient
+
+    database = sqlite_path(tracking_uri)
+    if database is not None and not database.parent.is_dir():
+        raise BenchError(f"--tracking-uri {tracking_uri}: folder {database.parent} does not exist")
+    client = MlflowClient(tracking_uri)
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as exc:  # unreachable server, bad URI, unreadable database
+        reason = " ".join(str(exc).split())[:300]
+        raise BenchError(f"--tracking-uri {tracking_uri}: unreachable ({type(exc).__name__}: {reason})") from None
+    return client
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI (relative to the working directory unless absolute)."""
+    prefix = "sqlite:///"
+    return Path(tracking_uri[len(prefix):]) if tracking_uri.startswith(prefix) else None
+
+
+def ensure_experiment(client, name: str, tracking_uri: str) -> str:
+    """The experiment's id, created if needed (restored if deleted).
+
+    With a sqlite store, artifacts go to mlartifacts/ beside the database rather than MLflow's
+    default ./mlruns in whatever folder the command ran from.
+    """
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        database = sqlite_path(tracking_uri)
+        location = None
+        if database is not None:
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+            location = (database.resolve().parent / ARTIFACTS_BESIDE_SQLITE / safe).as_uri()
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # created meanwhile by another process
+            experiment = client.get_experiment_by_name(name)
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
+
+
+def run_mlflow_ui(tracking_uri: str, port: int) -> None:
+    """Become `mlflow ui` on the store, bound to 127.0.0.1 (exec: Ctrl-C and kill reach it directly)."""
+    import sys
+
+    database = sqlite_path(tracking_uri)
+    if database is not None and not database.is_file():
+        raise BenchError(f"--tracking-uri {tracking_uri}: no such database (run `bench sweep` first)")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
+               "--host", "127.0.0.1", "--port", str(port)]
+    sys.stdout.flush()
+    os.execv(sys.executable, command)

@@ -1,0 +1,110 @@
+"""Measured quality of a trained model: the numbers its model card reports.
+
+Tokenizer: reconstruction PSNR and FID on the test ground truth, codebook usage. Transformer:
+masked-token accuracy on the real hole masks (one shot, from the ground truth's known tokens).
+Inpainting FID on the whole test set for the reference rows that learn nothing (grey holes, the
+harmonic fill) against one-step decoding and the best multi-step settings given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from bench.baselines import BASELINES
+from bench.fid import fid_score
+from bench.trial import Evaluator, TrialSettings
+from maskgit.decoding import pixel_holes_to_token_unknown
+from maskgit.training import psnr
+
+
+@torch.no_grad()
+def tokenizer_quality(evaluator: Evaluator) -> tuple[dict[str, float], torch.Tensor]:
+    """Reconstruction metrics on the test ground truth, and the ground truth's tokens."""
+    test, model = evaluator.test, evaluator.model
+    tokens = torch.cat([model.tokenize(part.to(evaluator.device)).cpu() for part in test.gt.split(evaluator.batch_size)])
+    recon = torch.cat([model.detokenize(part.to(evaluator.device)).cpu() for part in tokens.split(evaluator.batch_size)])
+    k = model.vqgan.cfg.num_codebook_vectors
+    return {
+        "reconstruction_psnr": psnr(recon, test.gt),
+        "reconstruction_fid": fid_score(evaluator.reference, recon, kid=False, extractor=evaluator.extractor).fid,
+        "codebook_usage": tokens.unique().numel() / k,
+    }, tokens
+
+
+@torch.no_grad()
+def masked_token_accuracy(evaluator: Evaluator, gt_tokens: torch.Tensor) -> float:
+    """Share of hole tokens whose one-shot argmax prediction equals the ground truth's token."""
+    model = evaluator.model
+    unknown = pixel_holes_to_token_unknown(evaluator.test.holes)
+    correct = total = 0
+    for tokens, mask in zip(gt_tokens.split(evaluator.batch_size), unknown.split(evaluator.batch_size)):
+        inputs = torch.where(mask, model.mask_token_id, tokens).to(evaluator.device)
+        predicted = model.transformer(inputs).argmax(-1).cpu()
+        correct += (predicted[mask] == tokens[mask]).sum().item()
+        total += mask.sum().item()
+    return correct / max(total, 1)
+
+
+def baseline_fids(evaluator: Evaluator) -> dict[str, dict]:
+    test = evaluator.test
+    rows = {}
+    for name, fill in BASELINES.items():
+        result = fid_score(evaluator.reference, fill(test.masked, test.holes), extractor=evaluator.extractor)
+        rows[name] = {"fid": result.fid, "kid": result.kid_mean}
+    return rows
+
+
+def model_quality(evaluator: Evaluator, best: TrialSettings) -> dict:
+    """Everything a model card reports, as a JSON-ready dict."""
+    tokenizer, gt_tokens = tokenizer_quality(evaluator)
+    one_step = dataclasses.replace(best, decode=dataclasses.replace(best.decode, steps=1), sweet_spot=None)
+    rows = baseline_fids(evaluator)
+    for name, settings in (("one_step", one_step), ("best", best)):
+        result = evaluator.evaluate(settings)
+        rows[name] = {"fid": result.best_fid, "kid": result.kid, "best_step": result.best_step,
+                      "settings": settings.params()}
+    return {
+        "n_test_images": len(evaluator.test),
+        "protocol": evaluator.protocol,
+        **tokenizer,
+        "masked_token_accuracy": masked_token_accuracy(evaluator, gt_tokens),
+        "inpainting": rows,
+    }
+
+
+def write_quality(report: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def format_quality(report: dict) -> list[str]:
+    lines = [
+        f"test images: {report['n_test_images']} (FID protocol {report['protocol']})",
+        f"VQGAN reconstruction: PSNR {report['reconstruction_psnr']:.2f} dB, FID {report['reconstruction_fid']:.2f}, "
+        f"codebook usage {100 * report['codebook_usage']:.1f}%",
+        f"transformer masked-token accuracy (one shot, real holes): {100 * report['masked_token_accuracy']:.2f}%",
+        "inpainting FID:",
+    ]
+    for name, row in report["inpainting"].items():
+        extra = f" (best step {row['best_step']})" if "best_step" in row else ""
+        lines.append(f"  {name:<10} FID {row['fid']:8.2f}  KID {row['kid']:.5f}{extra}")
+    return lines
+
+
+def evaluate_checkpoint(checkpoint: str, data: str | None, limit: int | None, device: str, batch_size: int,
+                        best: TrialSettings, out: Path | None) -> dict:
+    """`bench evaluate`: the model card's numbers for a checkpoint on a benchmark's test set."""
+    from bench.study import checked_device, load_data, load_model
+
+    model, config = load_model(checkpoint)
+    evaluator = Evaluator(model, config["weights_sha256"], load_data(data, limit), device=checked_device(device),
+                          batch_size=batch_size)
+    report = {"checkpoint": checkpoint, "weights_sha256": config["weights_sha256"],
+              "data": data or "embedded toyfaces benchmark", **model_quality(evaluator, best)}
+    if out is not None:
+        write_quality(report, out)
+    return report

@@ -1,0 +1,229 @@
+"""bench.study: what a sweep leaves in Optuna and MLflow, resuming, failures, Ctrl-C and workers.
+
+Trials score images with `instant_fid` (what is tested is everything around the FID; bench.trial's
+tests compute real ones), a tiny random model decodes six cat faces in T = 2 steps.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from bench import trial as trial_module
+from bench.search_space import SearchSpace
+from bench.study import build_sweep_config, open_storage, outcome_table, run_sweep
+from bench.trial import TrialSettings
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SETTINGS = {"schedule": ["cosine", "linear"], "steps": "2"}
+
+
+@pytest.fixture
+def sweep(tmp_path, tracking_uri, tiny_checkpoint, tiny_test_set, instant_fid):
+    """sweep(settings, **options) -> SweepOutcome, on this test's own storage and tracking store."""
+
+    def run(settings=SETTINGS, **options):
+        options = {"study_name": "study", "sampler": "grid", "storage": str(tmp_path / "studies.journal"), **options}
+        config = build_sweep_config(settings, None, tracking_uri=tracking_uri, data=str(tiny_test_set),
+                                    checkpoint=str(tiny_checkpoint), batch_size=4, device="cpu", progress=False,
+                                    **options)
+        return run_sweep(config)
+
+    return run
+
+
+def load(tmp_path, name="study") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(str(tmp_path / "studies.journal")))
+
+
+def runs_of(tracking_uri, name="study"):
+    """(parent runs, trial runs) of the study's experiment."""
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    return parents, [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+
+
+def grid_params(study: optuna.Study, state=TrialState.COMPLETE) -> list[str]:
+    return sorted(json.dumps(t.params, sort_keys=True) for t in study.get_trials(states=(state,)))
+
+
+def test_a_study_lands_in_optuna_and_mlflow(sweep, tmp_path, tracking_uri):
+    outcome = sweep()
+    assert outcome.ran == 2 and outcome.counts["COMPLETE"] == 2
+    study = load(tmp_path)
+    trials = study.get_trials()
+    assert {t.params["schedule"] for t in trials} == {"cosine", "linear"}
+    every_setting = set(TrialSettings().params())
+    client = MlflowClient(tracking_uri)
+    parents, children = runs_of(tracking_uri)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED" and len(children) == 2
+    parent = parents[0]
+    assert parent.data.tags["optuna_study_name"] == "study" and parent.data.params["sampler"] == "grid"
+    for trial in trials:
+        assert set(trial.params) == every_setting
+        assert sorted(trial.intermediate_values) == [1, 2]
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.info.status == "FINISHED"
+        tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        assert tags["optuna_trial_number"] == str(trial.number) and tags["optuna_study_name"] == "study"
+        assert tags["optuna_state"] == "COMPLETE"
+        for tag in ("checkpoint_sha", "data_hash", "code_version", "device", "torch_version", "optuna_version",
+                    "mlflow_version"):
+            assert tags[tag]
+        assert every_setting <= set(params) and params["schedule"] == trial.params["schedule"]
+        assert params["n_images"] == "6" and params["sweet_spot"] == "auto"
+        history = client.get_metric_history(run.info.run_id, "fid")
+        assert sorted(m.step for m in history) == [1, 2]
+        assert {m.step: m.value for m in history} == trial.intermediate_values
+        assert metrics["best_fid"] == trial.value == min(trial.intermediate_values.values())
+        assert metrics["best_step"] == trial.user_attrs["best_step"]
+        for key in ("final_fid", "kid", "seconds_decode", "seconds_pixels", "seconds_fid", "seconds_total"):
+            assert key in metrics
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert artifacts == {"curve.csv", "progression.png", "latent_mask.png"}
+    assert "study study" in outcome_table(outcome).title
+
+
+def test_a_resumed_study_continues_where_it_stopped(sweep, tmp_path, tracking_uri):
+    first = sweep(n_trials=1)
+    assert first.ran == 1 and len(load(tmp_path).get_trials()) == 2  # one done, one waiting
+    second = sweep()
+    assert second.ran == 1 and second.counts["COMPLETE"] == 2 and second.counts["WAITING"] == 0
+    assert len(grid_params(load(tmp_path))) == 2
+    assert sweep().ran == 0  # nothing left: no trial, but a parent run that says so
+    parents, children = runs_of(tracking_uri)
+    assert len(parents) == 3 and len(children) == 2
+
+
+def test_samplers_other_than_grid_aim_at_n_trials(sweep, tmp_path):
+    assert sweep(sampler="tpe", n_trials=1).ran == 1
+    assert sweep(sampler="tpe", n_trials=3).ran == 2
+    assert sweep(sampler="tpe", n_trials=3).ran == 0
+    assert len(load(tmp_path).get_trials(states=(TrialState.COMPLETE,))) == 3
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(sweep, tmp_path, tracking_uri, monkeypatch):
+    evaluate = trial_module.Evaluator.evaluate
+
+    def fails_for_linear(self, settings, on_step=None):
+        if settings.decode.schedule == "linear":
+            raise RuntimeError("linear exploded")
+        return evaluate(self, settings, on_step)
+
+    monkeypatch.setattr(trial_module.Evaluator, "evaluate", fails_for_linear)
+    outcome = sweep(settings={"schedule": ["linear", "cosine"], "steps": "2"})
+    assert outcome.counts["FAIL"] == 1 and outcome.counts["COMPLETE"] == 1
+    failed = load(tmp_path).get_trials(states=(TrialState.FAIL,))[0]
+    assert failed.params["schedule"] == "linear"
+    assert failed.user_attrs["error"] == "RuntimeError: linear exploded"
+    run = MlflowClient(tracking_uri).get_run(failed.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["error"] == "RuntimeError: linear exploded"
+    parents, _ = runs_of(tracking_uri)
+    assert parents[0].info.status == "FINISHED"
+
+
+def test_ctrl_c_fails_the_running_trial_keeps_the_rest_and_resumes(sweep, tmp_path, tracking_uri, monkeypatch):
+    evaluate = trial_module.Evaluator.evaluate
+
+    def interrupted_on_linear(self, settings, on_step=None):
+        if settings.decode.schedule == "linear":
+            raise KeyboardInterrupt
+        return evaluate(self, settings, on_step)
+
+    monkeypatch.setattr(trial_module.Evaluator, "evaluate", interrupted_on_linear)
+    with pytest.raises(KeyboardInterrupt):
+        sweep()
+    study = load(tmp_path)
+    interrupted = study.get_trials(states=(TrialState.FAIL,))
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 1 and len(interrupted) == 1
+    assert interrupted[0].user_attrs["error"].startswith("interrupted")
+    client = MlflowClient(tracking_uri)
+    assert client.get_run(interrupted[0].user_attrs["mlflow_run_id"]).info.status == "KILLED"
+    parents, _ = runs_of(tracking_uri)
+    assert parents[0].info.status == "KILLED"
+
+    monkeypatch.setattr(trial_module.Evaluator, "evaluate", evaluate)
+    resumed = sweep()
+    assert resumed.ran == 1 and resumed.counts["COMPLETE"] == 2
+    assert {t.params["schedule"] for t in load(tmp_path).get_trials(states=(TrialState.COMPLETE,))} == {
+        "cosine", "linear"}
+
+
+def test_a_trial_left_running_by_a_dead_worker_is_failed_on_the_next_start(sweep, tmp_path):
+    sweep(sampler="tpe", n_trials=1)
+    study = load(tmp_path)
+    orphan = study.ask()
+    orphan.set_user_attr("worker", f"{socket.gethostname()}:999999999")  # no such process
+    outcome = sweep(sampler="tpe", n_trials=2)
+    assert outcome.orphans == [orphan.number]
+    failed = load(tmp_path).trials[orphan.number]
+    assert failed.state == TrialState.FAIL and "died" in failed.user_attrs["error"]
+
+
+def test_two_workers_share_a_grid_without_running_a_point_twice(sweep, tmp_path):
+    settings = {"schedule": ["cosine", "linear"], "steps": "2", "sweet_spot": "1,2", "dilation": "0,1"}
+    sweep(settings=settings, study_name="warm-up")  # fills the result cache the workers will read
+    outcome = sweep(settings=settings, study_name="shared", workers=2)
+    study = load(tmp_path, "shared")
+    grid = SearchSpace(build_sweep_config(settings, None).space.dims).grid()
+    assert outcome.ran == len(grid) == 8
+    assert grid_params(study) == sorted(json.dumps(point, sort_keys=True) for point in grid)
+    assert len(study.trials) == len(grid)  # none duplicated, failed or left waiting
+    assert all(t.user_attrs["cached"] for t in study.trials)
+
+
+def test_several_objectives_give_a_pareto_front(sweep, tmp_path):
+    outcome = sweep(settings={"schedule": ["cosine", "linear"], "steps": "2", "sweet_spot": "any"},
+                    objective="fid+steps", sampler="random", n_trials=3)
+    study = load(tmp_path)
+    assert len(study.directions) == 2
+    assert all(len(t.values) == 2 and t.values[1] == t.params["sweet_spot"] for t in study.get_trials())
+    assert outcome.best and {t.number for t in outcome.best} == {t.number for t in study.best_trials}
+    assert outcome_table(outcome).title.endswith("Pareto front")
+
+
+def test_a_pruned_trial_keeps_its_curve_so_far_and_the_study_goes_on(sweep, tmp_path, tracking_uri, monkeypatch):
+    monkeypatch.setattr(optuna.Trial, "should_prune", lambda self: self.number == 0)
+    outcome = sweep(pruner="median")
+    assert outcome.counts["PRUNED"] == 1 and outcome.counts["COMPLETE"] == 1
+    pruned = load(tmp_path).trials[0]
+    assert pruned.state == TrialState.PRUNED and list(pruned.intermediate_values) == [1]
+    client = MlflowClient(tracking_uri)
+    run_id = pruned.user_attrs["mlflow_run_id"]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["optuna_state"] == "PRUNED"
+    assert [m.step for m in client.get_metric_history(run_id, "fid")] == [1]
+
+
+def test_a_grid_point_enqueued_twice_runs_once(sweep, tmp_path):
+    """Two sweeps starting at once on one grid study may both enqueue its points."""
+    space = build_sweep_config(SETTINGS, None).space
+    study = optuna.create_study(study_name="study", storage=open_storage(str(tmp_path / "studies.journal")))
+    for point in space.grid() * 2:
+        study.enqueue_trial(point)
+    outcome = sweep()
+    assert outcome.counts["COMPLETE"] == 2 and outcome.counts["FAIL"] == 2
+    study = load(tmp_path)
+    assert grid_params(study) == sorted(json.dumps(point, sort_keys=True) for point in space.grid())
+    duplicates = study.get_trials(states=(TrialState.FAIL,))
+    assert all(t.user_attrs["error"].startswith("duplicate of trial") for t in duplicates)
+
+
+def test_no_trial_starts_after_the_timeout(sweep):
+    assert sweep(sampler="tpe", n_trials=3, timeout=1e-6).ran == 0
+
+
+def test_a_database_url_works_as_storage(sweep, tmp_path):
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    assert sweep(storage=url).counts["COMPLETE"] == 2
+    study = optuna.load_study(study_name="study", storage=url)
+    assert {t.params["schedule"] for t in study.trials} == {"cosine", "linear"}

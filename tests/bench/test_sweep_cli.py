@@ -1,0 +1,197 @@
+"""`bench sweep` and `bench ui` on the command line: help, a small run, and every invalid option failing
+before any work with one line (exit 2) while existing studies and runs stay as they were."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import typer
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+import cli
+from bench.search_space import Choice, Range, build_space, load_study_file, option_dimension
+from bench.study import build_sweep_config
+from maskgit.checkpoints import pretrained_names
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+STUDY = "sweep-cosine"
+
+
+def invoke(args: list[str]):
+    return CliRunner().invoke(cli.app, [str(arg) for arg in args])
+
+
+def sweep_args(folder: Path, tracking_uri: str, checkpoint: Path, data: Path) -> list[str]:
+    return ["sweep", "--schedule", "cosine", "--steps", "2", "--n-trials", "2", "--data", data,
+            "--checkpoint", checkpoint, "--storage", folder / "studies.journal", "--tracking-uri", tracking_uri,
+            "--batch-size", "4", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def existing(tmp_path_factory, empty_mlflow_database, instant_fid_context, tiny_checkpoint, tiny_test_set):
+    """A finished study (stand-in FID) that the invalid invocations must not touch."""
+    folder = tmp_path_factory.mktemp("existing")
+    tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"
+    shutil.copyfile(empty_mlflow_database, folder / "mlflow.db")
+    args = sweep_args(folder, tracking_uri, tiny_checkpoint, tiny_test_set)
+    with instant_fid_context():
+        result = invoke(args)
+    assert result.exit_code == 0, result.output
+    return folder, tracking_uri, args
+
+
+def snapshot(folder: Path, tracking_uri: str) -> tuple[bytes, int]:
+    client = MlflowClient(tracking_uri)
+    experiments = client.search_experiments()
+    runs = client.search_runs([e.experiment_id for e in experiments]) if experiments else []
+    return (folder / "studies.journal").read_bytes(), len(runs)
+
+
+def test_every_option_says_what_it_does_and_its_default():
+    group = typer.main.get_command(cli.app)
+    for name in ("sweep", "inpaint", "ui"):
+        for param in group.commands[name].params:
+            if param.name != "help":
+                assert param.help and ("Default" in param.help or "Required" in param.help), (name, param.name)
+
+
+def test_a_sweep_prints_the_best_trials_and_where_to_look(existing):
+    folder, tracking_uri, args = existing
+    result = invoke(args + ["--n-trials", "3", "--steps", "2", "--choice-temperature", "4.5"])
+    assert result.exit_code == 0, result.output
+    assert f"study {STUDY}" in result.output and "best trials" in result.output
+    assert f"bench ui --tracking-uri {tracking_uri}" in result.output.replace("\n", " ")
+    assert "bench report" in result.output
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+STUDY_FILES = {
+    "unknown-key.toml": ("[space]\nflavour = 'vanilla'\n", "unknown key space.flavour"),
+    "bad-type.toml": ("[space]\nsteps = 'eight'\n", "space.steps: expected int"),
+    "bad-study-key.toml": ("[study]\nsamplr = 'tpe'\n", "unknown key study.samplr"),
+    "bad-range.toml": ("[space]\nsteps = { low = 4 }\n", "a range needs low and high"),
+    "not-toml.toml": ("[space\n", "not valid TOML"),
+}
+
+INVALID = [
+    (["--steps", "0"], "--steps: steps must be >= 1"),
+    (["--steps", "5", "--sweet-spot", "9"], "--sweet-spot 9 is more than T = 5"),
+    (["--schedule", "nope"], "--schedule: schedule 'nope' is unknown"),
+    (["--choice-temperature", "-1"], "--choice-temperature: choice_temperature must be >= 0"),
+    (["--sampling-temperature", "0"], "--sampling-temperature: sampling_temperature must be > 0"),
+    (["--anneal", "sideways"], "--anneal: anneal 'sideways' is unknown"),
+    (["--sampler", "annealing"], "--sampler 'annealing': unknown"),
+    (["--objective", "fid+steps", "--pruner", "median"], "--pruner median: Optuna prunes single-objective"),
+    (["--sampler", "grid", "--choice-temperature", "1..2"], "continuous range"),
+    (["--limit", "1"], "--limit must be at least 2"),
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--data", "/no/such/folder"], "/no/such/folder: missing folder"),
+    (["--checkpoint", "/no/such/checkpoint"], "--checkpoint /no/such/checkpoint: no such checkpoint"),
+    (["--storage", "/no/such/dir/studies.journal"], "--storage /no/such/dir/studies.journal: folder"),
+    (["--storage", "postgresql://bench@127.0.0.1:9/studies"], "--storage postgresql://bench@127.0.0.1:9/studies: "
+                                                             "cannot connect"),
+    (["--tracking-uri", "sqlite:////no/such/dir/mlflow.db"], "--tracking-uri sqlite:////no/such/dir/mlflow.db"),
+    (["--limit", "4"], f"--study-name {STUDY}: the study was run with data_hash"),
+    (["--objective", "fid+seconds"], f"--study-name {STUDY}: the study has 1 objective(s)"),
+    (["--anneal", "linear,none"], f"--study-name {STUDY}: its trials searched anneal differently"),
+    (["--study-file", "/no/such/study.toml"], "--study-file /no/such/study.toml: no such file"),
+    *[(["--study-file", name], message) for name, (_, message) in STUDY_FILES.items()],
+]
+
+
+@pytest.mark.parametrize("extra, message", INVALID, ids=[" ".join(map(str, extra)) for extra, _ in INVALID])
+def test_an_invalid_option_fails_first_with_one_line(existing, extra, message, tmp_path):
+    folder, tracking_uri, args = existing
+    for name, (text, _) in STUDY_FILES.items():
+        write(tmp_path, name, text)
+    extra = [str(tmp_path / arg) if arg in STUDY_FILES else arg for arg in extra]
+    before = snapshot(folder, tracking_uri)
+    result = invoke(args + extra)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0]
+    assert snapshot(folder, tracking_uri) == before
+
+
+@pytest.mark.skipif("toyfaces" in pretrained_names(), reason="the shipped model is installed")
+def test_the_default_model_missing_is_a_clear_error(tmp_path, tracking_uri):
+    result = invoke(["sweep", "--schedule", "cosine", "--storage", tmp_path / "s.journal",
+                     "--tracking-uri", tracking_uri])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --checkpoint toyfaces: no such checkpoint")
+    assert "pass --checkpoint PATH" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ui_serves_the_store_on_localhost(monkeypatch, tmp_path, tracking_uri):
+    import os
+
+    commands = []
+    monkeypatch.setattr(os, "execv", lambda path, command: commands.append(command))
+    result = invoke(["ui", "--tracking-uri", tracking_uri, "--port", "5123"])
+    assert result.exit_code == 0, result.output
+    command = commands[0]
+    assert command[1:4] == ["-m", "mlflow", "ui"]
+    assert command[command.index("--host") + 1] == "127.0.0.1" and command[command.index("--port") + 1] == "5123"
+    assert command[command.index("--backend-store-uri") + 1] == tracking_uri
+    missing = invoke(["ui", "--tracking-uri", f"sqlite:///{tmp_path}/none.db"])
+    assert missing.exit_code == 2 and "no such database" in missing.stderr
+
+
+# --- search spaces: option text and study files ----------------------------------------------------
+
+STUDIES = Path(cli.__file__).parent / "studies"
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("steps", "8", Choice((8,))),
+    ("steps", "5,8,13", Choice((5, 8, 13))),
+    ("steps", "4..16", Range(4, 16)),
+    ("choice_temperature", "0.5..8:log", Range(0.5, 8.0, log=True)),
+    ("choice_temperature", "0..1:0.25", Range(0.0, 1.0, step=0.25)),
+    ("sampling", "on,off", Choice((True, False))),
+    ("sweet_spot", "auto", Choice(("auto",))),
+    ("sweet_spot", "any", Range(1, None)),
+    ("schedule", ["cosine", "pow2.5"], Choice(("cosine", "pow2.5"))),
+])
+def test_option_text_becomes_a_dimension(name, text, expected):
+    assert option_dimension(name, text) == expected
+
+
+def test_a_grid_limits_sweet_spots_to_each_t():
+    space = build_space(None, {"schedule": Choice(("cosine",)), "steps": Choice((2, 3)), "sweet_spot": Range(1, None)})
+    assert [(p["steps"], p["sweet_spot"]) for p in space.grid()] == [(2, 1), (2, 2), (3, 1), (3, 2), (3, 3)]
+
+
+def test_every_shipped_study_file_is_valid():
+    files = sorted(STUDIES.glob("*.toml"))
+    assert {f.stem for f in files} >= {"seed-report", "default", "temperature", "all-schedules"}
+    for path in files:
+        config = build_sweep_config({}, path)
+        assert config.study_name == path.stem and load_study_file(path).description.strip()
+        if config.sampler_name == "grid":
+            assert config.space.grid()
+
+
+def test_the_seed_report_study_reproduces_its_experiment():
+    config = build_sweep_config({}, STUDIES / "seed-report.toml")
+    points = config.space.grid()
+    assert sorted((p["schedule"], p["steps"]) for p in points) == sorted(
+        (schedule, t) for schedule in ("linear", "lab-cosine", "square") for t in (5, 8, 13))
+    assert {(p["sweet_spot"], p["confidence"]) for p in points} == {("auto", "prob")}
+    assert config.space.dims["steps"] == Choice((5, 8, 13))
+
+
+def test_options_given_override_the_study_file():
+    config = build_sweep_config({"steps": "4"}, STUDIES / "seed-report.toml", sampler="random", n_trials=2)
+    assert config.space.dims["steps"] == Choice((4,)) and config.space.dims["confidence"] == Choice(("prob",))
+    assert config.sampler_name == "random" and config.n_trials == 2 and config.study_name == "seed-report"
