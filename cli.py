@@ -166,6 +166,26 @@ def train_transformer(
     last = train_transformer_command(data, vqgan, out, preset, cfg, resume, tracking_uri)
     typer.echo(f"checkpoint: {last}")
 
+@app.command("import-lab")
+def import_lab(
+    vqgan: Path = typer.Option(..., help="The lab's VQGAN state dict (VQGAN.pt)."),
+    transformer: Path | None = typer.Option(None, help="The lab's transformer state dict (.pt). Default: none "
+                                                       "(a stage-1 checkpoint)."),
+    lab_config: Path | None = typer.Option(None, help="JSON with the lab's `vqgan` and `transformer` config fields. "
+                                                      "Default: the full-size lab architecture."),
+    out: Path = typer.Option(..., help="Folder for the converted checkpoint (safetensors + config.json)."),
+):
+    """Convert lab checkpoints (plain torch.save state dicts, loaded with weights_only=True) into a
+    maskgit-bench checkpoint for --checkpoint.
+
+    Example: bench import-lab --vqgan VQGAN.pt --transformer transformer_epoch_50.pt --out models/lab
+    """
+    from bench.train import import_lab_checkpoint
+
+    sha = import_lab_checkpoint(vqgan, transformer, lab_config, out)
+    typer.echo(f"checkpoint: {out} (weights {sha})")
+
+
 # --- sweep / inpaint / ui ------------------------------------------------------------------
 
 

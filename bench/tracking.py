@@ -13,16 +13,6 @@ from bench.errors import BenchError
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
-def setup_mlflow(tracking_uri: str | None, experiment: str):
-    """Point MLflow at the store and experiment; returns the mlflow module (imported lazily: it is slow)."""
-    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri or DEFAULT_TRACKING_URI)
-    mlflow.set_experiment(experiment)
-    return mlflow
-
-
 def environment_tags(device: str) -> dict[str, str]:
     import mlflow
     import optuna
@@ -103,6 +93,18 @@ def ensure_experiment(client, name: str, tracking_uri: str) -> str:
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
     return experiment.experiment_id
+
+
+def setup_mlflow(tracking_uri: str | None, experiment: str):
+    """Point MLflow's fluent API at the store and experiment (artifacts beside a sqlite store, as for
+    sweeps); returns the mlflow module (imported lazily: it is slow)."""
+    uri = tracking_uri or DEFAULT_TRACKING_URI
+    experiment_id = ensure_experiment(tracking_client(uri), experiment, uri)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return mlflow
 
 
 def run_mlflow_ui(tracking_uri: str, port: int) -> None:

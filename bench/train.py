@@ -97,3 +97,24 @@ def train_transformer_command(data: Path, vqgan: Path, out: Path, preset_name: s
     model.vqgan.load_state_dict(stage1.vqgan.state_dict())
     params = {"preset": preset_name, "vqgan": str(vqgan), "vqgan_sha256": stage1_config["weights_sha256"]}
     return _run("transformer", model, data, out, cfg, resume, tracking_uri, params)
+
+
+def import_lab_checkpoint(vqgan_pt: Path, transformer_pt: Path | None, lab_config: Path | None, out: Path) -> str:
+    """`bench import-lab`: the lab's `.pt` state dicts (loaded with weights_only=True) as one of our
+    checkpoints, so every command takes it with --checkpoint."""
+    import json
+
+    from maskgit.checkpoints import load_lab_checkpoint, save_checkpoint
+
+    config = None
+    if lab_config is not None:
+        try:
+            config = json.loads(Path(lab_config).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BenchError(f"{lab_config}: not a readable JSON config ({exc})") from None
+    try:
+        model = load_lab_checkpoint(vqgan_pt, transformer_pt, config)
+    except (CheckpointError, KeyError, TypeError) as exc:
+        raise BenchError(str(exc)) from None
+    meta = {"imported_from": {"vqgan": str(vqgan_pt), "transformer": str(transformer_pt) if transformer_pt else None}}
+    return save_checkpoint(out, model, meta)

@@ -57,11 +57,16 @@ def resolve(spec: str | Path) -> Path:
     return path
 
 
-def save_checkpoint(directory: str | Path, model: MaskGIT, meta: dict | None = None) -> str:
-    """Write weights and config atomically; returns the weights' content hash."""
+def save_checkpoint(directory: str | Path, model: MaskGIT, meta: dict | None = None,
+                    dtype: torch.dtype | None = None) -> str:
+    """Write weights and config atomically; returns the weights' content hash.
+
+    `dtype=torch.float16` halves the file (shipped models); loading casts back to float32.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().to(dtype if dtype and v.is_floating_point() else v.dtype).contiguous()
+               for k, v in model.state_dict().items()}
     tmp = directory / (WEIGHTS_FILE + ".tmp")
     save_file(tensors, str(tmp))
     os.replace(tmp, directory / WEIGHTS_FILE)

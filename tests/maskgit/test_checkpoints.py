@@ -28,6 +28,16 @@ def test_round_trip_restores_every_tensor_and_the_config(saved):
     assert loaded.vqgan.cfg == model.vqgan.cfg and loaded.transformer.cfg == model.transformer.cfg
 
 
+def test_half_precision_checkpoints_load_as_float32(saved, tmp_path):
+    model, _, _ = saved
+    save_checkpoint(tmp_path / "half", model, dtype=torch.float16)
+    loaded, _ = load_checkpoint(tmp_path / "half")
+    weight = loaded.transformer.tok_emb.weight
+    assert weight.dtype == torch.float32
+    torch.testing.assert_close(weight, model.transformer.tok_emb.weight, atol=1e-3, rtol=1e-3)
+    assert (tmp_path / "half" / "model.safetensors").stat().st_size < 0.6 * (saved[1] / "model.safetensors").stat().st_size
+
+
 def test_the_safetensors_file_itself_can_be_named(saved):
     _, path, sha = saved
     assert load_checkpoint(path / "model.safetensors")[1]["weights_sha256"] == sha

@@ -20,6 +20,8 @@ from maskgit.training import (
     train_vqgan,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def blobs(n: int, seed: int) -> torch.Tensor:
     """Smooth random images: learnable in a few steps, unlike pure noise."""

@@ -1,0 +1,75 @@
+"""bench train and bench import-lab through the CLI."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cli import app
+from maskgit.checkpoints import load_checkpoint
+
+LAB = Path(__file__).resolve().parents[2].parent / "shared" / "lab-format"
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_import_lab_makes_a_checkpoint_every_command_takes(tmp_path):
+    out = tmp_path / "lab"
+    result = CliRunner().invoke(app, ["import-lab", "--vqgan", str(LAB / "tiny_vqgan.pt"), "--transformer",
+                                      str(LAB / "tiny_transformer.pt"), "--lab-config", str(LAB / "tiny_config.json"),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    model, config = load_checkpoint(out)
+    expected = torch.load(LAB / "tiny_transformer.pt", weights_only=True)
+    assert torch.equal(model.transformer.bias, expected["bias"])
+    assert config["meta"]["imported_from"]["vqgan"].endswith("tiny_vqgan.pt")
+
+
+def test_import_lab_with_the_wrong_architecture_is_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["import-lab", "--vqgan", str(LAB / "tiny_vqgan.pt"), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert "tiny_vqgan.pt: keys do not fit the model" in result.output and "Traceback" not in result.output
+
+
+def test_train_refuses_a_folder_without_splits(tmp_path):
+    result = CliRunner().invoke(app, ["train", "vqgan", "--data", str(tmp_path), "--out", str(tmp_path / "run"),
+                                      "--preset", "tiny", "--device", "cpu"])
+    assert result.exit_code == 2 and "train: missing" in result.output
+
+
+def test_train_refuses_an_unknown_preset(tmp_path):
+    result = CliRunner().invoke(app, ["train", "vqgan", "--data", str(tmp_path), "--out", str(tmp_path / "run"),
+                                      "--preset", "huge"])
+    assert result.exit_code == 2 and "--preset: preset 'huge' is unknown" in result.output
+
+
+def test_train_both_stages_then_resume(tmp_path, tiny_test_set):
+    data = tmp_path / "bench"
+    from bench.toyfaces import build_toyfaces_benchmark
+
+    build_toyfaces_benchmark(data, n_train=32, n_val=8, n_test=4)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = ["--data", str(data), "--preset", "tiny", "--device", "cpu", "--batch-size", "16", "--tracking-uri", uri]
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "vqgan", *common, "--out", str(tmp_path / "vq"), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["train", "vqgan", *common, "--out", str(tmp_path / "vq"), "--epochs", "1"])
+    assert result.exit_code == 2 and "already holds checkpoints" in result.output
+    result = runner.invoke(app, ["train", "vqgan", *common, "--out", str(tmp_path / "vq"), "--epochs", "2", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "vq", require_transformer=False)[1]["meta"]["epoch"] == 2
+    result = runner.invoke(app, ["train", "transformer", *common, "--vqgan", str(tmp_path / "vq"),
+                                 "--out", str(tmp_path / "tr"), "--epochs", "1", "--warmup-steps", "1"])
+    assert result.exit_code == 0, result.output
+    model, config = load_checkpoint(tmp_path / "tr")
+    assert config["meta"]["stage"] == "transformer" and model.transformer is not None
+
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["train-vqgan", "train-transformer"])
+    assert len(runs) == 2  # the resumed vqgan run continued its own MLflow run
+    vq_run = runs[runs["tags.mlflow.runName"].str.startswith("vqgan")].iloc[0]
+    assert vq_run["metrics.val_psnr"] > 0
+    artifacts = mlflow.MlflowClient().list_artifacts(vq_run["run_id"], "validation")
+    assert len(artifacts) == 2
