@@ -763,7 +763,7 @@ def outcome_lines(outcome: SweepOutcome) -> list[str]:
     return [*(orphans if outcome.orphans else []),
             f"study {outcome.study_name}: {counts or 'no trials'} ({outcome.ran} run now) in {outcome.storage}",
             f"open the UI:  bench ui --tracking-uri {outcome.tracking_uri}   (experiment {outcome.study_name})",
-            f"report:       bench report   (study {outcome.study_name}, storage {outcome.storage})"]
+            f"resume:       run the same command again (study {outcome.study_name}, storage {outcome.storage})"]
 
 
 def _varied_settings(trials: Sequence[FrozenTrial]) -> list[str]:

@@ -65,7 +65,7 @@ def test_a_sweep_prints_the_best_trials_and_where_to_look(existing):
     assert result.exit_code == 0, result.output
     assert f"study {STUDY}" in result.output and "best trials" in result.output
     assert f"bench ui --tracking-uri {tracking_uri}" in result.output.replace("\n", " ")
-    assert "bench report" in result.output
+    assert "resume:" in result.output
 
 
 def write(folder: Path, name: str, text: str) -> Path:
