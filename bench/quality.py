@@ -18,14 +18,14 @@ from bench.baselines import BASELINES
 from bench.fid import fid_score
 from bench.trial import Evaluator, TrialSettings
 from maskgit.decoding import pixel_holes_to_token_unknown
-from maskgit.training import psnr
+from maskgit.training import encode_dataset, psnr
 
 
 @torch.no_grad()
 def tokenizer_quality(evaluator: Evaluator) -> tuple[dict[str, float], torch.Tensor]:
     """Reconstruction metrics on the test ground truth, and the ground truth's tokens."""
     test, model = evaluator.test, evaluator.model
-    tokens = torch.cat([model.tokenize(part.to(evaluator.device)).cpu() for part in test.gt.split(evaluator.batch_size)])
+    tokens = encode_dataset(model, test.gt, evaluator.batch_size)
     recon = torch.cat([model.detokenize(part.to(evaluator.device)).cpu() for part in tokens.split(evaluator.batch_size)])
     k = model.vqgan.cfg.num_codebook_vectors
     return {

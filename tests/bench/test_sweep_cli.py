@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 import cli
 from bench.search_space import Choice, Range, build_space, load_study_file, option_dimension
 from bench.study import build_sweep_config
-from maskgit.checkpoints import pretrained_names
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -123,8 +122,10 @@ def test_an_invalid_option_fails_first_with_one_line(existing, extra, message, t
     assert snapshot(folder, tracking_uri) == before
 
 
-@pytest.mark.skipif("toyfaces" in pretrained_names(), reason="the shipped model is installed")
-def test_the_default_model_missing_is_a_clear_error(tmp_path, tracking_uri):
+def test_the_default_model_missing_is_a_clear_error(tmp_path, tracking_uri, monkeypatch):
+    from maskgit import checkpoints
+
+    monkeypatch.setattr(checkpoints, "PRETRAINED_DIR", tmp_path / "no-shipped-models")
     result = invoke(["sweep", "--schedule", "cosine", "--storage", tmp_path / "s.journal",
                      "--tracking-uri", tracking_uri])
     assert result.exit_code == 2

@@ -104,3 +104,13 @@ def test_lab_checkpoint_with_other_keys_is_refused(tmp_path):
     torch.save(MaskGIT(preset("tiny")[0], None).vqgan.state_dict(), path)
     with pytest.raises(CheckpointError, match="VQGAN.pt: keys do not fit the model"):
         load_lab_checkpoint(path)
+
+
+def test_the_shipped_default_loads_by_name_with_its_model_card():
+    from maskgit.checkpoints import PRETRAINED_DIR, pretrained_names
+
+    assert "toyfaces" in pretrained_names()
+    model, config = load_checkpoint("toyfaces")
+    assert model.transformer is not None and config["meta"]["preset"] == "small"
+    assert (PRETRAINED_DIR / "toyfaces" / "MODEL_CARD.md").is_file()
+    assert (PRETRAINED_DIR / "toyfaces" / "model.safetensors").stat().st_size < 10 * 2**20  # keep the package small
