@@ -36,6 +36,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from bench.errors import BenchError
+from maskgit.decoding import pixel_holes_to_token_unknown
 
 IMAGE_SIZE = 64
 TOKEN_SIZE = 4  # a VQGAN token covers 4x4 pixels
@@ -86,13 +87,6 @@ def pixels_hash(masked: Tensor, holes: Tensor, gt: Tensor | None) -> str:
         if tensor is not None:
             digest.update(tensor.contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-def masked_tokens(holes: Tensor) -> Tensor:
-    """bool [N, 16, 16]: a token is masked when any of its 4x4 pixels is a hole."""
-    n, height, width = holes.shape
-    tiles = holes.reshape(n, height // TOKEN_SIZE, TOKEN_SIZE, width // TOKEN_SIZE, TOKEN_SIZE)
-    return tiles.any(dim=4).any(dim=2)
 
 
 # --- reading files --------------------------------------------------------------------------
@@ -317,7 +311,7 @@ def check_dataset(path: str | Path) -> DatasetSummary:
     return DatasetSummary(
         root=path, n_test=len(test), n_train=counts.get("train"), n_val=counts.get("val"),
         gt_source=test.gt_source, hole_fraction=_spread(test.holes.float().mean(dim=(1, 2))),
-        tokens_masked=_spread(masked_tokens(test.holes).sum(dim=(1, 2))),
+        tokens_masked=_spread(pixel_holes_to_token_unknown(test.holes, TOKEN_SIZE).sum(dim=1)),
         content_hash=test.content_hash())
 
 

@@ -38,6 +38,7 @@ from maskgit.decoding import (DecodeConfig, DecodeResult, composite, dilate_toke
                               inpaint_tokens, pixel_holes_to_token_unknown)
 from maskgit.model import MaskGIT
 from maskgit.pixels import image_grid
+from maskgit.training import encode_dataset
 
 AUTO = "auto"  # the sweet spot as a setting: the best step of the FID curve
 COMPOSITES = ("off", "hard", "feather")
@@ -367,7 +368,7 @@ def masked_image_tokens(model: MaskGIT, checkpoint_sha: str, test: TestSet, devi
     if path.is_file():
         tokens = torch.load(path, weights_only=True)
     else:
-        tokens = torch.cat([model.tokenize(part.to(device)).cpu() for part in test.masked.split(batch_size)])
+        tokens = encode_dataset(model, test.masked, batch_size)
         atomic_write(path, lambda f: torch.save(tokens, f))
     _TOKENS[key] = tokens
     return tokens
