@@ -281,6 +281,35 @@ def sweep(
         console.print(line, soft_wrap=True)  # whole lines: commands stay copyable
 
 
+@app.command("report")
+def report_command(
+    study: list[str] | None = typer.Option(None, help="Study to report on; repeat to compare several recorded "
+                                                       "with the same model and data. Default: the newest study."),
+    experiment: list[str] | None = typer.Option(None, help="MLflow experiment to report on (a study's runs "
+                                                           "without its Optuna storage). Default: none."),
+    out: Path | None = typer.Option(None, help="Folder for report.md, the PNG figures and trials.csv. "
+                                               "Default: reports/<study>."),
+    steps: int | None = typer.Option(None, help="T of the FID-vs-step and schedule figures. Default: the T "
+                                                "with the most trials."),
+    storage: str = typer.Option("bench-studies.journal", help="Optuna storage of the studies (history, "
+                                                              "importances, Pareto front). Default: "
+                                                              "bench-studies.journal."),
+    tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store. Default: sqlite:///mlflow.db."),
+    log: bool = typer.Option(True, "--log/--no-log", help="Also log the report as artifacts of each study's "
+                                                          "newest parent run. Default: on."),
+):
+    """Figures (seaborn) and report.md from recorded studies: FID vs step per schedule, the schedules, FID vs T,
+    temperature, sweet spots, Optuna history/importances/Pareto front, the best trial's progressions.
+
+    Example: bench report --study seed-report --out reports/seed-report
+    """
+    from bench.report import make_report, report_lines
+
+    report = make_report(tracking_uri, study or (), experiment or (), storage, out, steps, log)
+    for line in report_lines(report):
+        typer.echo(line)
+
+
 @app.command("inpaint")
 def inpaint_command(
     out: Path = typer.Option(..., help="Folder for the inpainted PNGs (named like the masked inputs). Required."),

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from bench.baselines import BASELINES
 from bench.fid import fid_score
 from bench.trial import Evaluator, TrialSettings
 from maskgit.decoding import pixel_holes_to_token_unknown
@@ -49,20 +48,11 @@ def masked_token_accuracy(evaluator: Evaluator, gt_tokens: torch.Tensor) -> floa
     return correct / max(total, 1)
 
 
-def baseline_fids(evaluator: Evaluator) -> dict[str, dict]:
-    test = evaluator.test
-    rows = {}
-    for name, fill in BASELINES.items():
-        result = fid_score(evaluator.reference, fill(test.masked, test.holes), extractor=evaluator.extractor)
-        rows[name] = {"fid": result.fid, "kid": result.kid_mean}
-    return rows
-
-
 def model_quality(evaluator: Evaluator, best: TrialSettings) -> dict:
     """Everything a model card reports, as a JSON-ready dict."""
     tokenizer, gt_tokens = tokenizer_quality(evaluator)
     one_step = dataclasses.replace(best, decode=dataclasses.replace(best.decode, steps=1), sweet_spot=None)
-    rows = baseline_fids(evaluator)
+    rows = {name: dict(row) for name, row in evaluator.baselines.items()}
     for name, settings in (("one_step", one_step), ("best", best)):
         result = evaluator.evaluate(settings)
         rows[name] = {"fid": result.best_fid, "kid": result.kid, "best_step": result.best_step,

@@ -608,6 +608,7 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
     parent_id = client.create_run(experiment_id, run_name=f"sweep-{datetime.now():%Y%m%d-%H%M%S}",
                                   tags=parent_tags).info.run_id
     _log_sweep_params(client, parent_id, config, evaluator.test, trials)
+    client.log_batch(parent_id, metrics=_baseline_metrics(evaluator.baselines))
     try:
         if trials and config.workers == 1:
             worker = make_worker(config, evaluator, storage, client, experiment_id, parent_id, index=0)
@@ -647,6 +648,15 @@ def _log_sweep_params(client, run_id: str, config: SweepConfig, test: TestSet, t
               "workers": config.workers, "trials_planned": trials, "batch_size": config.batch_size,
               "search_space": json.dumps(config.space.describe())}
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+
+def _baseline_metrics(baselines: Mapping[str, Mapping[str, float]]) -> list:
+    """baseline_<name>_fid / _kid: the reference rows `bench report` draws beside the trials."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(f"baseline_{name}_{key}", float(value), now, 0)
+            for name, row in baselines.items() for key, value in row.items()]
 
 
 def _count_metrics(outcome: SweepOutcome) -> list:
@@ -763,6 +773,8 @@ def outcome_lines(outcome: SweepOutcome) -> list[str]:
     return [*(orphans if outcome.orphans else []),
             f"study {outcome.study_name}: {counts or 'no trials'} ({outcome.ran} run now) in {outcome.storage}",
             f"open the UI:  bench ui --tracking-uri {outcome.tracking_uri}   (experiment {outcome.study_name})",
+            f"report:       bench report --study {outcome.study_name} --storage {outcome.storage} "
+            f"--tracking-uri {outcome.tracking_uri}",
             f"resume:       run the same command again (study {outcome.study_name}, storage {outcome.storage})"]
 
 

@@ -31,6 +31,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
+from bench.baselines import BASELINES
 from bench.data import TestSet, cache_home
 from bench.errors import BenchError
 from bench.fid import FIDReference, InceptionFeatures, atomic_write, fid_score
@@ -240,6 +241,23 @@ class Evaluator:
         if len(test) < 2:
             raise BenchError(f"{test.root}: FID needs at least 2 test images, got {len(test)} (--limit)")
         return FIDReference.load_or_compute(test.gt, self.protocol, extractor=self.extractor)
+
+    @cached_property
+    def baselines(self) -> dict[str, dict[str, float]]:
+        """{name: {fid, kid}} of the fills that learn nothing (bench.baselines): the reference rows of
+        sweeps and reports; computed once per (data, protocol) and cached on disk."""
+        path = cache_home() / "baselines" / f"{self.data_hash}-{self.protocol}-{self.extractor.weights_sha[:16]}.json"
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError):
+            stored = {}
+        if set(stored) != set(BASELINES):
+            test = self.test
+            for name, fill in BASELINES.items():
+                result = fid_score(self.reference, fill(test.masked, test.holes), extractor=self.extractor)
+                stored[name] = {"fid": result.fid, "kid": result.kid_mean}
+            atomic_write(path, lambda f: f.write(json.dumps(stored, indent=1).encode()))
+        return stored
 
     def provenance(self) -> dict[str, str]:
         return {"checkpoint_sha": self.checkpoint_sha, "data_hash": self.data_hash, "protocol": self.protocol,
