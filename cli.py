@@ -310,6 +310,34 @@ def report_command(
         typer.echo(line)
 
 
+@app.command("perf")
+def perf(
+    data: Path | None = typer.Option(None, help="Benchmark root or test folder. Default: the embedded toy-face "
+                                                "benchmark (the issue's figures use data/catfaces)."),
+    limit: int = typer.Option(64, help="Test images N. Default: 64."),
+    steps: int = typer.Option(8, help="Total iterations T (the curve has T FIDs). Default: 8."),
+    checkpoint: str = typer.Option("catfaces", help="Model: a checkpoint folder or a shipped name. "
+                                                    "Default: catfaces."),
+    preset: str | None = typer.Option(None, help="Instead of --checkpoint: random weights of a preset (lab, small, "
+                                                 "tiny), for timing only. Default: none."),
+    schedule: str = typer.Option("cosine", help="Mask schedule of the timed trial. Default: cosine."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, ... Default: auto."),
+    batch_size: int = typer.Option(64, help="Images per decoding batch of the harness. Default: 64."),
+    reference: bool = typer.Option(True, "--reference/--no-reference", help="Also time the reference workflow "
+                                                                            "(slow: batch 1, T FIDs). Default: on."),
+):
+    """Benchmark one trial: harness vs the seed report's workflow, overhead vs pure compute, peak memory.
+
+    Example: bench perf --data data/catfaces --limit 64 --steps 8
+    """
+    from bench.perf import perf_command, perf_lines
+
+    result = perf_command(None if data is None else str(data), limit, steps, checkpoint, preset, device,
+                          batch_size, schedule, reference)
+    for line in perf_lines(result):
+        typer.echo(line)
+
+
 @app.command("inpaint")
 def inpaint_command(
     out: Path = typer.Option(..., help="Folder for the inpainted PNGs (named like the masked inputs). Required."),

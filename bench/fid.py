@@ -305,7 +305,8 @@ class InceptionFeatures:
     """InceptionV3 pool3 features (2048-d) of uint8 images under one protocol.
 
     CUDA runs big batches; the CPU runs fp32 with channels_last (faster there, same features to
-    float rounding; see benchmarks/fid_speed.py). The network loads on first use, so a cached
+    float rounding; see benchmarks/fid_speed.py). Every pass has the full batch shape (the last
+    one padded), so an image's features are the same bits whichever images share its pass. The network loads on first use, so a cached
     reference never loads it.
     """
 
@@ -320,7 +321,7 @@ class InceptionFeatures:
     ) -> None:
         self.protocol = check_protocol(protocol)
         self.device = torch.device(device) if device is not None else default_device()
-        self.batch_size = batch_size or (256 if self.device.type == "cuda" else 16)
+        self.batch_size = batch_size or (256 if self.device.type == "cuda" else 8)
         self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
         self.weights_path = resolve_inception_weights(weights)
         self.weights_sha = weights_sha(self.weights_path)
@@ -338,8 +339,12 @@ class InceptionFeatures:
         )
         with bar, torch.inference_mode(), _exact_fp32(self.device):
             for batch in images.split(self.batch_size):
-                chunks.append(forward(network, batch.to(self.device)).to("cpu", torch.float64))
-                bar.update(len(batch))
+                count = len(batch)
+                if count < self.batch_size:  # every pass has one shape, so an image's features never
+                    padding = batch[-1:].expand(self.batch_size - count, *batch.shape[1:])  # depend on its batch
+                    batch = torch.cat([batch, padding])
+                chunks.append(forward(network, batch.to(self.device))[:count].to("cpu", torch.float64))
+                bar.update(count)
         return torch.cat(chunks)
 
 
@@ -390,13 +395,14 @@ class FIDReference:
     ) -> FIDReference:
         """The reference for ``gt`` images, from the disk cache when the same pixels were seen before.
 
-        The cache key is the pixels' hash + protocol + weights hash; only the features are stored
+        The cache key is the pixels' hash + protocol + weights hash + the extractor's batch size and
+        device type (features are exact per pass shape, see InceptionFeatures); only the features are stored
         (float32, as the network computes them), since mean and covariance take a fraction of a
         second to rederive and the covariance alone would be 32 MB.
         """
         check_images(gt, "ground truth")
         extractor = _matching_extractor(protocol, extractor)
-        key = f"{pixels_sha(gt)}-{protocol}-{extractor.weights_sha}"
+        key = f"{pixels_sha(gt)}-{protocol}-{extractor.weights_sha}-b{extractor.batch_size}-{extractor.device.type}"
         name = f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
         path = (cache_dir or cache_home() / "fid-reference") / name
         if path.is_file():

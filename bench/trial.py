@@ -45,7 +45,7 @@ AUTO = "auto"  # the sweet spot as a setting: the best step of the FID curve
 COMPOSITES = ("off", "hard", "feather")
 FIGURE_ROWS = 4  # test images shown in the progression and latent-mask figures
 FIGURES = ("progression.png", "latent_mask.png")
-RESULT_FORMAT = 1  # bump when cached results stop meaning the same thing
+RESULT_FORMAT = 2  # bump when cached results stop meaning the same thing
 
 
 # --- settings -------------------------------------------------------------------------------
@@ -280,20 +280,26 @@ class Evaluator:
         for start in tqdm(starts, desc="decoding", unit="batch", leave=False, disable=None if self.progress else True):
             batch = range(start, min(start + self.batch_size, len(self.test)))
             generators = image_generators(settings.seed, batch) if cfg.needs_generator else None
-            result = inpaint_tokens(self.model.transformer, self.tokens[start:batch.stop].to(self.device),
-                                    unknown[start:batch.stop], cfg, generators)
+            with self._autocast():
+                result = inpaint_tokens(self.model.transformer, self.tokens[start:batch.stop].to(self.device),
+                                        unknown[start:batch.stop], cfg, generators)
             parts.append(result)
         return DecodeResult(torch.cat([p.filled.cpu() for p in parts], dim=1),
                             torch.cat([p.still_masked.cpu() for p in parts], dim=1))
 
     def images(self, tokens: Tensor, settings: TrialSettings, index: slice | Tensor = slice(None)) -> Tensor:
         """uint8 pixels [n, 3, 64, 64] of tokens [n, 256] of test images `index`, composited if asked."""
-        decoded = torch.cat([self.model.detokenize(part.to(self.device)).cpu()
-                             for part in tokens.split(self.batch_size)])
+        with self._autocast():
+            decoded = torch.cat([self.model.detokenize(part.to(self.device)).cpu()
+                                 for part in tokens.split(self.batch_size)])
         if settings.composite == "off":
             return decoded
         feather = settings.feather if settings.composite == "feather" else 0
         return composite(decoded, self.test.masked[index], self.test.holes[index], feather=feather)
+
+    def _autocast(self):
+        """bf16 for the transformer and the VQGAN on CUDA (the FID features stay fp32); fp32 on the CPU."""
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(self.device).type == "cuda")
 
     def evaluate(self, settings: TrialSettings, on_step: StepCallback | None = None) -> TrialResult:
         """The trial's result; from the cache when these settings were evaluated on this model and data.

@@ -255,14 +255,16 @@ class DecodeResult:
 
 @torch.inference_mode()
 def inpaint_tokens(
-    transformer: nn.Module, tokens: Tensor, unknown: Tensor, cfg: DecodeConfig, generator: Generators = None
+    transformer: nn.Module, tokens: Tensor, unknown: Tensor, cfg: DecodeConfig, generator: Generators = None,
+    stop_after: int | None = None,
 ) -> DecodeResult:
     """Fill the unknown tokens of each image in T steps; every step's output is kept.
 
     `tokens` [B, N] long (values at unknown positions are ignored), `unknown` [B, N] bool; the
     decoder runs on `tokens.device`. `generator`: one per image (`image_generators`) for results
     that do not depend on batching, a single one for a batch-wide stream, or None when the config
-    draws nothing (sampling=False and choice_temperature=0).
+    draws nothing (sampling=False and choice_temperature=0). `stop_after`: run only the first s of
+    the T steps (a decoder that outputs at sweet spot s needs no more); they equal a full run's.
     """
     if transformer.training:
         raise ValueError("transformer is in training mode; call .eval() so dropout draws no random numbers")
@@ -275,6 +277,8 @@ def inpaint_tokens(
         raise ValueError("sampling=True or choice_temperature > 0 needs a generator (see image_generators)")
     if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != batch:
         raise ValueError(f"got {len(generator)} generators for a batch of {batch} images")
+    if stop_after is not None and not 1 <= stop_after <= cfg.steps:
+        raise ValueError(f"stop_after must be in 1..{cfg.steps}, got {stop_after}")
 
     unknown = unknown.to(tokens.device)
     if cfg.dilation:
@@ -283,7 +287,7 @@ def inpaint_tokens(
     mask_token_id = transformer.mask_token_id
     state = DecodeState(tokens.masked_fill(unknown, mask_token_id), unknown)
     filled, still_masked = [], []
-    for t in range(cfg.steps):
+    for t in range(stop_after or cfg.steps):
         noise = draw_step_noise(generator, cfg, batch, num_tokens, tokens.device)
         state, step_filled = decode_step(state, transformer(state.tokens), counts[t], noise, cfg, mask_token_id)
         filled.append(step_filled)

@@ -32,4 +32,4 @@ class MaskGIT(nn.Module):
     def detokenize(self, ids: torch.Tensor) -> torch.Tensor:
         """Token ids [N, 256] -> uint8 images [N, 3, 64, 64]."""
         cfg = self.vqgan.cfg
-        return to_uint8(self.vqgan.decode(ids), cfg.pixel_mean, cfg.pixel_std)
+        return to_uint8(self.vqgan.decode(ids).float(), cfg.pixel_mean, cfg.pixel_std)

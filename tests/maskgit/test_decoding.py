@@ -185,6 +185,17 @@ def test_batch_equals_one_by_one_with_per_image_streams(model, batch):
         assert torch.equal(part.still_masked, whole.still_masked[:, chunk])
 
 
+def test_stopping_after_s_steps_gives_the_first_s_steps_of_a_full_run(model, batch):
+    tokens, unknown = batch
+    cfg = DecodeConfig(steps=6)
+    whole = inpaint_tokens(model, tokens, unknown, cfg, image_generators(3, 5))
+    part = inpaint_tokens(model, tokens, unknown, cfg, image_generators(3, 5), stop_after=4)
+    assert part.filled.shape[0] == 4
+    assert torch.equal(part.filled, whole.filled[:4]) and torch.equal(part.still_masked, whole.still_masked[:4])
+    with pytest.raises(ValueError, match="stop_after must be in 1..6"):
+        inpaint_tokens(model, tokens, unknown, cfg, image_generators(3, 5), stop_after=7)
+
+
 def test_single_generator_is_one_reproducible_batch_stream(model, batch):
     tokens, unknown = batch
     cfg = DecodeConfig()

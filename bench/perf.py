@@ -1,0 +1,210 @@
+"""`bench perf`: what one trial costs, against the workflow it replaces and against its own compute.
+
+Three measurements in one process, on the same model, images and settings:
+
+- the reference workflow (the seed report's): for every sweet spot s = 1..T, decode each image
+  alone (batch 1) up to step s, then compute the FID of those outputs with the ground-truth
+  features recomputed;
+- the harness trial: `Evaluator.evaluate`, as `bench sweep` runs it (tokens of the masked images
+  and ground-truth statistics already cached for this model and data, no trial cache);
+- the harness's pure compute, each phase alone: the transformer's T steps over the test set, the
+  VQGAN decodes of every step, the Inception passes over every step's images.
+
+Both workflows use the same per-image random streams and the same fixed-shape Inception passes,
+so their tokens must be identical and their FIDs equal (checked and printed).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from bench.data import TestSet
+from bench.errors import BenchError
+from bench.fid import FIDReference, fid_score
+from bench.trial import Evaluator, TrialSettings
+from maskgit.decoding import DecodeConfig, image_generators, inpaint_tokens, pixel_holes_to_token_unknown
+from maskgit.model import MaskGIT
+
+TARGET_SPEEDUP = 3.0
+TARGET_OVERHEAD = 1.15
+TARGET_PEAK_GB = 4.0
+
+
+@dataclass
+class PerfResult:
+    n_images: int
+    steps: int
+    device: str
+    seconds: dict[str, float] = field(default_factory=dict)  # reference, harness, and each pure phase
+    peak_rss_gb: float = 0.0  # after the harness trial (the reference runs after it)
+    fid_harness: list[float] = field(default_factory=list)
+    fid_reference: list[float] = field(default_factory=list)
+    tokens_equal: bool | None = None
+
+    @property
+    def phases(self) -> float:
+        return sum(self.seconds[k] for k in ("transformer", "vqgan_decode", "inception"))
+
+    @property
+    def speedup(self) -> float | None:
+        return self.seconds["reference"] / self.seconds["harness"] if "reference" in self.seconds else None
+
+    @property
+    def overhead(self) -> float:
+        return self.seconds["harness"] / self.phases
+
+    @property
+    def max_fid_difference(self) -> float | None:
+        if not self.fid_reference:
+            return None
+        return max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(self.fid_reference, self.fid_harness))
+
+    @property
+    def image_steps_per_second(self) -> float:
+        return self.n_images * self.steps / self.seconds["harness"]
+
+
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(device: str, work: Callable[[], object]) -> tuple[float, object]:
+    _sync(device)
+    start = time.perf_counter()
+    out = work()
+    _sync(device)
+    return time.perf_counter() - start, out
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+@torch.inference_mode()
+def reference_workflow(test: TestSet, settings: TrialSettings, evaluator: Evaluator,
+                       progress: bool = True) -> tuple[list[float], torch.Tensor]:
+    """The seed report's loop; returns the FID per sweet spot and the tokens at each s [T, N, 256].
+
+    Tokens to pixels and pixels to features go through the same functions as the harness (a pure
+    function of the tokens, whose batching would only change float rounding), so the two curves
+    must agree; what differs is the work: batch-1 decoding redone up to every s, and the
+    ground-truth features recomputed for every FID.
+    """
+    cfg, device, model = settings.decode, evaluator.device, evaluator.model
+    unknown = pixel_holes_to_token_unknown(test.holes)
+    tokens = evaluator.tokens
+    fids, per_step = [], []
+    for s in tqdm(range(1, cfg.steps + 1), desc="reference workflow", unit="sweet spot", disable=not progress):
+        outputs = torch.cat([
+            inpaint_tokens(model.transformer, tokens[i:i + 1].to(device), unknown[i:i + 1].to(device), cfg,
+                           image_generators(settings.seed, [i]), stop_after=s).filled[-1].cpu()
+            for i in range(len(test))])
+        reference = FIDReference.from_features(evaluator.extractor.features(test.gt).numpy(), evaluator.protocol,
+                                               evaluator.extractor.weights_sha)  # recomputed, as each run did
+        fids.append(fid_score(reference, evaluator.images(outputs, settings), kid=False,
+                              extractor=evaluator.extractor).fid)
+        per_step.append(outputs)
+    return fids, torch.stack(per_step)
+
+
+def pure_phases(evaluator: Evaluator, settings: TrialSettings) -> dict[str, float]:
+    """Seconds of each compute phase of a trial alone: transformer steps, VQGAN decodes, Inception passes."""
+    device = evaluator.device
+    seconds, decoded = _timed(device, lambda: evaluator.decode(settings))
+    steps = decoded.filled  # [T, N, 256]
+    flat = steps.reshape(-1, steps.shape[-1])
+    model, batch = evaluator.model, evaluator.batch_size
+    with torch.inference_mode():
+        decode_seconds, images = _timed(device, lambda: torch.cat(
+            [model.detokenize(part.to(device)).cpu() for part in flat.split(batch)]))
+        inception_seconds, _ = _timed(device, lambda: evaluator.extractor.features(images))
+    return {"transformer": seconds, "vqgan_decode": decode_seconds, "inception": inception_seconds}
+
+
+def run_perf(model: MaskGIT, checkpoint_sha: str, test: TestSet, settings: TrialSettings, *, device: str,
+             batch_size: int, reference: bool = True, progress: bool = True) -> PerfResult:
+    """All the measurements, harness first (so the peak memory is the harness's)."""
+    evaluator = Evaluator(model, checkpoint_sha, test, device=device, batch_size=batch_size, cache=False,
+                          progress=False)
+    evaluator.prepare()  # cached per (model, data) in a sweep: not part of a trial's cost
+    result = PerfResult(len(test), settings.decode.steps, device)
+    result.seconds["harness"], trial = _timed(device, lambda: evaluator.evaluate(settings))
+    result.peak_rss_gb = peak_rss_gb()
+    result.fid_harness = [trial.curve[s].fid for s in sorted(trial.curve)]
+    result.seconds.update(pure_phases(evaluator, settings))
+    if reference:
+        result.seconds["reference"], (fids, tokens) = _timed(
+            device, lambda: reference_workflow(test, settings, evaluator, progress))
+        result.fid_reference = fids
+        result.tokens_equal = bool(torch.equal(tokens, evaluator.decode(settings).filled))
+    return result
+
+
+def default_settings(steps: int, schedule: str = "cosine") -> TrialSettings:
+    return TrialSettings(decode=DecodeConfig(schedule=schedule, steps=steps), sweet_spot=None)
+
+
+def perf_lines(result: PerfResult) -> list[str]:
+    s = result.seconds
+
+    def verdict(ok: bool) -> str:
+        return "meets target" if ok else "MISSES target"
+
+    lines = [f"bench perf: {result.n_images} images, T = {result.steps}, device {result.device}",
+             f"  harness trial             {s['harness']:9.2f} s   "
+             f"({result.image_steps_per_second:.1f} images*steps/s)",
+             f"    transformer steps alone {s['transformer']:9.2f} s",
+             f"    VQGAN decodes alone     {s['vqgan_decode']:9.2f} s",
+             f"    Inception passes alone  {s['inception']:9.2f} s",
+             f"    sum of pure phases      {result.phases:9.2f} s",
+             f"  overhead harness / phases {result.overhead:9.3f} x   "
+             f"({verdict(result.overhead <= TARGET_OVERHEAD)} <= {TARGET_OVERHEAD})",
+             f"  peak resident memory      {result.peak_rss_gb:9.2f} GB  "
+             f"({verdict(result.peak_rss_gb < TARGET_PEAK_GB)} < {TARGET_PEAK_GB:g} GB)"]
+    if result.speedup is not None:
+        lines += [f"  reference workflow        {s['reference']:9.2f} s",
+                  f"  speedup reference/harness {result.speedup:9.2f} x   "
+                  f"({verdict(result.speedup >= TARGET_SPEEDUP)} >= {TARGET_SPEEDUP:g})",
+                  f"  same tokens: {'yes' if result.tokens_equal else 'NO'}; largest FID difference "
+                  f"{result.max_fid_difference:.2e} (relative; {verdict(result.max_fid_difference <= 1e-6)} <= 1e-6)",
+                  "  FID per step, harness:   " + " ".join(f"{v:.3f}" for v in result.fid_harness),
+                  "  FID per step, reference: " + " ".join(f"{v:.3f}" for v in result.fid_reference)]
+    return lines
+
+
+def load_perf_model(checkpoint: str, preset_name: str | None) -> tuple[MaskGIT, str]:
+    """A shipped/trained checkpoint, or random weights of a preset (timing only: `lab` at full size)."""
+    if preset_name is None:
+        from bench.study import load_model
+
+        model, config = load_model(checkpoint)
+        return model, config["weights_sha256"]
+    from maskgit.presets import PRESETS, preset
+
+    if preset_name not in PRESETS:
+        raise BenchError(f"--preset {preset_name}: unknown, expected one of {', '.join(PRESETS)}")
+    torch.manual_seed(0)
+    return MaskGIT(*preset(preset_name)), f"random-{preset_name}-seed0"
+
+
+def perf_command(data: str | None, limit: int, steps: int, checkpoint: str, preset_name: str | None, device: str,
+                 batch_size: int, schedule: str, reference: bool) -> PerfResult:
+    from bench.study import checked_device, load_data
+
+    if steps < 1 or limit < 2 or batch_size < 1:
+        raise BenchError(f"--steps must be >= 1, --limit >= 2, --batch-size >= 1 (got {steps}, {limit}, {batch_size})")
+    try:
+        settings = default_settings(steps, schedule)
+    except ValueError as exc:
+        raise BenchError(f"--schedule {schedule}: {exc}") from None
+    model, sha = load_perf_model(checkpoint, preset_name)
+    return run_perf(model, sha, load_data(data, limit), settings, device=checked_device(device),
+                    batch_size=batch_size, reference=reference)

@@ -1,0 +1,53 @@
+"""bench.perf: the reference workflow and the harness give the same tokens and the same FIDs, every
+phase is measured, and the command prints its figures (timings are the benchmark's to show, not
+asserted here)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.data import load_test_set
+from bench.perf import perf_lines, run_perf
+from bench.trial import TrialSettings
+from cli import app
+from maskgit.checkpoints import load_checkpoint
+from maskgit.decoding import DecodeConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_reference_and_harness_agree_exactly_and_every_phase_is_timed(tiny_checkpoint, tiny_test_set, bench_home):
+    model, config = load_checkpoint(str(tiny_checkpoint))
+    test = load_test_set(tiny_test_set).subset(4)
+    settings = TrialSettings(decode=DecodeConfig(steps=3))
+    result = run_perf(model, config["weights_sha256"], test, settings, device="cpu", batch_size=3, progress=False)
+    assert result.tokens_equal is True
+    assert len(result.fid_reference) == len(result.fid_harness) == 3
+    assert result.fid_reference == result.fid_harness  # same tokens -> same pixels -> same features
+    assert set(result.seconds) == {"harness", "reference", "transformer", "vqgan_decode", "inception"}
+    assert all(seconds > 0 for seconds in result.seconds.values())
+    assert result.phases == pytest.approx(sum(result.seconds[k] for k in ("transformer", "vqgan_decode", "inception")))
+    assert 0 < result.peak_rss_gb < 64
+    text = "\n".join(perf_lines(result))
+    assert "largest FID difference 0.00e+00" in text and "same tokens: yes" in text
+    assert f"{result.speedup:9.2f} x" in text and f"{result.overhead:9.3f} x" in text
+
+
+def test_cli_perf_without_reference_on_random_weights(tiny_test_set, bench_home):
+    result = CliRunner().invoke(app, ["perf", "--preset", "tiny", "--data", str(tiny_test_set), "--limit", "4",
+                                      "--steps", "2", "--no-reference", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "bench perf: 4 images, T = 2, device cpu" in result.output
+    assert "Inception passes alone" in result.output and "reference workflow" not in result.output
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--preset", "huge"], "error: --preset huge: unknown, expected one of lab, small, tiny"),
+    (["--steps", "0"], "error: --steps must be >= 1, --limit >= 2, --batch-size >= 1 (got 0, 64, 64)"),
+    (["--schedule", "nope", "--preset", "tiny"], "error: --schedule nope: "),
+])
+def test_cli_perf_bad_options_are_one_line_errors(options, message, tiny_test_set):
+    result = CliRunner().invoke(app, ["perf", "--data", str(tiny_test_set), *options])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1 and result.output.startswith(message)
