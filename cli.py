@@ -109,10 +109,14 @@ def fid_command(
 # --- train commands ------------------------------------------------------------------------
 
 
-def _train_config(epochs, batch_size, lr, seed, device, progress=True, **extra):
+_BF16_HELP = ("bf16 autocast: --bf16 also on CPUs with native bf16 (avx512_bf16/AMX: about 1.5x faster "
+              "here), --fp32 never. Default: on for CUDA only.")
+
+
+def _train_config(epochs, batch_size, lr, seed, device, bf16=None, progress=True, **extra):
     from maskgit.training import TrainConfig
 
-    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, autocast=bf16,
                        progress=progress, **extra)
 
 
@@ -127,6 +131,7 @@ def train_vqgan(
     disc_start: int = typer.Option(2000, min=0, help="Steps before the PatchGAN loss starts."),
     seed: int = typer.Option(0, help="Seed of data order, augmentation and code restarts."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ..."),
+    bf16: bool | None = typer.Option(None, "--bf16/--fp32", help=_BF16_HELP, show_default=False),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
     tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store (experiment train-vqgan)."),
 ):
@@ -136,7 +141,7 @@ def train_vqgan(
     """
     from bench.train import train_vqgan_command
 
-    cfg = _train_config(epochs, batch_size, lr, seed, device, disc_start=disc_start)
+    cfg = _train_config(epochs, batch_size, lr, seed, device, bf16, disc_start=disc_start)
     last = train_vqgan_command(data, out, preset, cfg, resume, tracking_uri)
     typer.echo(f"checkpoint: {last}")
 
@@ -153,6 +158,7 @@ def train_transformer(
     warmup_steps: int = typer.Option(500, min=0, help="Linear warm-up steps."),
     seed: int = typer.Option(0, help="Seed of data order and masks."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, ..."),
+    bf16: bool | None = typer.Option(None, "--bf16/--fp32", help=_BF16_HELP, show_default=False),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
     tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store (experiment train-transformer)."),
 ):
@@ -162,7 +168,7 @@ def train_transformer(
     """
     from bench.train import train_transformer_command
 
-    cfg = _train_config(epochs, batch_size, lr, seed, device, warmup_steps=warmup_steps)
+    cfg = _train_config(epochs, batch_size, lr, seed, device, bf16, warmup_steps=warmup_steps)
     last = train_transformer_command(data, vqgan, out, preset, cfg, resume, tracking_uri)
     typer.echo(f"checkpoint: {last}")
 
