@@ -400,6 +400,9 @@ def evaluate_command(
     steps: int = typer.Option(8, min=2, help="T of the multi-step row (its best step is reported). Default: 8."),
     choice_temperature: float = typer.Option(4.5, min=0.0, help="Choice temperature of the multi-step row. "
                                                                 "Default: 4.5."),
+    sweet_spot: int | None = typer.Option(None, min=1, help="Score the multi-step row at this step only (one FID "
+                                                            "instead of T, e.g. the best step a sweep found). "
+                                                            "Default: every step, the best reported."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ... Default: auto."),
     batch_size: int = typer.Option(64, min=1, help="Images per batch. Default: 64."),
     out: Path | None = typer.Option(None, help="Also write the numbers as JSON here. Default: print only."),
@@ -416,9 +419,9 @@ def evaluate_command(
 
     try:
         best = TrialSettings(DecodeConfig(schedule=schedule, steps=steps, choice_temperature=choice_temperature),
-                             composite="hard")
+                             composite="hard", sweet_spot=sweet_spot)
     except ValueError as exc:
-        raise BenchError(f"--schedule/--steps: {exc}") from None
+        raise BenchError(f"--schedule/--steps/--sweet-spot: {exc}") from None
     report = evaluate_checkpoint(checkpoint, None if data is None else str(data), limit, device, batch_size, best, out)
     for line in format_quality(report):
         typer.echo(line)
