@@ -3,11 +3,11 @@ before any work with one line (exit 2) while existing studies and runs stay as t
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
-import typer
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -48,14 +48,6 @@ def snapshot(folder: Path, tracking_uri: str) -> tuple[bytes, int]:
     experiments = client.search_experiments()
     runs = client.search_runs([e.experiment_id for e in experiments]) if experiments else []
     return (folder / "studies.journal").read_bytes(), len(runs)
-
-
-def test_every_option_says_what_it_does_and_its_default():
-    group = typer.main.get_command(cli.app)
-    for name in ("sweep", "inpaint", "ui"):
-        for param in group.commands[name].params:
-            if param.name != "help":
-                assert param.help and ("Default" in param.help or "Required" in param.help), (name, param.name)
 
 
 def test_a_sweep_prints_the_best_trials_and_where_to_look(existing):
@@ -104,15 +96,55 @@ INVALID = [
     (["--anneal", "linear,none"], f"--study-name {STUDY}: its trials searched anneal differently"),
     (["--study-file", "/no/such/study.toml"], "--study-file /no/such/study.toml: no such file"),
     *[(["--study-file", name], message) for name, (_, message) in STUDY_FILES.items()],
+    (["--checkpoint", "TRUNCATED"], "model.safetensors: unreadable or truncated safetensors file"),
+    (["--checkpoint", "MISFIT"], "has shape (16, 16, 3, 3), the model expects (24, 16, 3, 3)"),
+    (["--data", "MASK_MISSING"], "mask64"),
+    (["--data", "TRUNCATED_PNG"], "image_001.png: unreadable image"),
 ]
 
 
+def truncated_checkpoint(folder: Path, checkpoint: Path, data: Path) -> Path:
+    copy = Path(shutil.copytree(checkpoint, folder / "truncated"))
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    return copy
+
+
+def misfit_checkpoint(folder: Path, checkpoint: Path, data: Path) -> Path:
+    """A config whose shapes the weights do not have (latent dim 16 -> 24)."""
+    copy = Path(shutil.copytree(checkpoint, folder / "misfit"))
+    config = json.loads((copy / "config.json").read_text())
+    config["vqgan"]["latent_dim"] = 24
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
+def mask_missing(folder: Path, checkpoint: Path, data: Path) -> Path:
+    copy = Path(shutil.copytree(data, folder / "mask-missing"))
+    next((copy / "mask64").iterdir()).unlink()
+    return copy
+
+
+def truncated_png(folder: Path, checkpoint: Path, data: Path) -> Path:
+    copy = Path(shutil.copytree(data, folder / "truncated-png"))
+    png = copy / "masked_image" / "image_001.png"
+    png.write_bytes(png.read_bytes()[:200])
+    return copy
+
+
+BAD_INPUTS = {"TRUNCATED": truncated_checkpoint, "MISFIT": misfit_checkpoint, "MASK_MISSING": mask_missing,
+              "TRUNCATED_PNG": truncated_png}
+
+
 @pytest.mark.parametrize("extra, message", INVALID, ids=[" ".join(map(str, extra)) for extra, _ in INVALID])
-def test_an_invalid_option_fails_first_with_one_line(existing, extra, message, tmp_path):
+def test_an_invalid_option_fails_first_with_one_line(existing, extra, message, tmp_path, tiny_checkpoint,
+                                                    tiny_test_set):
     folder, tracking_uri, args = existing
     for name, (text, _) in STUDY_FILES.items():
         write(tmp_path, name, text)
-    extra = [str(tmp_path / arg) if arg in STUDY_FILES else arg for arg in extra]
+    extra = [str(tmp_path / arg) if arg in STUDY_FILES else
+             str(BAD_INPUTS[arg](tmp_path, tiny_checkpoint, tiny_test_set)) if arg in BAD_INPUTS else arg
+             for arg in extra]
     before = snapshot(folder, tracking_uri)
     result = invoke(args + extra)
     assert result.exit_code == 2, result.output

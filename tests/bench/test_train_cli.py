@@ -31,6 +31,27 @@ def test_import_lab_with_the_wrong_architecture_is_one_line(tmp_path):
     assert "tiny_vqgan.pt: keys do not fit the model" in result.output and "Traceback" not in result.output
 
 
+class WritesAFile:
+    """Pickled code: unpickling it with code execution would create the file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_import_lab_refuses_pickled_code_without_running_it(tmp_path):
+    marker, evil = tmp_path / "ran", tmp_path / "VQGAN.pt"
+    torch.save({"encoder.model.0.weight": torch.zeros(1), "hook": WritesAFile(marker)}, evil)
+    result = CliRunner().invoke(app, ["import-lab", "--vqgan", str(evil), "--transformer", str(evil),
+                                      "--lab-config", str(LAB / "tiny_config.json"), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "VQGAN.pt: not a plain state dict that loads with weights_only=True" in lines[0]
+    assert not marker.exists() and not (tmp_path / "x").exists()
+
+
 def test_train_refuses_a_folder_without_splits(tmp_path):
     result = CliRunner().invoke(app, ["train", "vqgan", "--data", str(tmp_path), "--out", str(tmp_path / "run"),
                                       "--preset", "tiny", "--device", "cpu"])
