@@ -11,7 +11,13 @@ from bench.errors import BenchError
 
 
 class _Group(TyperGroup):
-    """Shows a BenchError as one red line on stderr with exit code 2, no traceback."""
+    """Shows a BenchError as one red line on stderr with exit code 2, no traceback (red on a
+    terminal only: click strips colours from pipes and files)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _hide_repeated_defaults(self)
+        _one_line_summaries(self)
 
     def invoke(self, ctx):
         try:
@@ -21,16 +27,56 @@ class _Group(TyperGroup):
             raise typer.Exit(2) from None
 
 
+def _hide_repeated_defaults(command) -> None:
+    """Options whose help says "Default: ..." (often more than the bare value: "all of them",
+    "cuda if available") need no second, automatic "[default: ...]" after it."""
+    for param in command.params:
+        if "Default:" in (getattr(param, "help", None) or ""):
+            param.show_default = False
+    for sub in getattr(command, "commands", {}).values():
+        _hide_repeated_defaults(sub)
+
+
+def _one_line_summaries(group) -> None:
+    """A command's summary in its group's listing is its help's first paragraph, which Typer's rich
+    listing prints with the docstring's line breaks; joined here."""
+    for sub in group.commands.values():
+        if sub.help and not sub.short_help:
+            sub.short_help = " ".join(sub.help.split("\n\n")[0].split())
+        if hasattr(sub, "commands"):
+            _one_line_summaries(sub)
+
+
 app = typer.Typer(
     cls=_Group,
-    help="maskgit-bench: tune MaskGIT inpainting decoding settings with Optuna, FID per step, MLflow.",
+    help="maskgit-bench: tune MaskGIT inpainting decoding settings with Optuna, FID per step, MLflow.\n\n"
+         "Example: bench sweep --schedule cosine",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Build and validate lab-layout datasets.", no_args_is_help=True)
-train_app = typer.Typer(help="Train the two MaskGIT stages.", no_args_is_help=True)
+data_app = typer.Typer(help="Build and validate lab-layout datasets.\n\n"
+                            "Example: bench data check data/catfaces", no_args_is_help=True)
+train_app = typer.Typer(help="Train the two MaskGIT stages: the VQGAN tokenizer, then the transformer.\n\n"
+                             "Example: bench train vqgan --data data/catfaces --out runs/catfaces-vqgan",
+                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        from bench import package_version
+
+        typer.echo(f"maskgit-bench {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+):
+    """Options of `bench` itself; the commands do the work (its help is the Typer app's)."""
 
 
 # --- data commands -------------------------------------------------------------------------
@@ -38,8 +84,8 @@ app.add_typer(train_app, name="train")
 
 @data_app.command("build")
 def data_build(
-    source: Path = typer.Option(..., help="Folder of raw 64x64 RGB images (.png/.jpg). Required."),
-    out: Path = typer.Option(..., help="Folder to write the benchmark into. Required."),
+    source: Path = typer.Option(..., help="Folder of raw 64x64 RGB images (.png/.jpg)."),
+    out: Path = typer.Option(..., help="Folder to write the benchmark into."),
     seed: int = typer.Option(0, help="Seed of the split and the masks. Default: 0."),
     n_test: int = typer.Option(747, help="Test images (masked image, mask, ground truth). Default: 747."),
     n_val: int = typer.Option(1000, help="Validation images. Default: 1000."),
@@ -48,7 +94,10 @@ def data_build(
                                                  "Default: all."),
     overwrite: bool = typer.Option(False, help="Replace OUT if it holds a benchmark. Default: off."),
 ):
-    """Build a lab-layout benchmark: duplicates removed, split, free-form masks, test_gt.csv."""
+    """Build a lab-layout benchmark: duplicates removed, split, free-form masks, test_gt.csv.
+
+    Example: bench data build --source ../shared/catfaces/images --out data/catfaces
+    """
     from bench.data import build_benchmark
 
     built = build_benchmark(source, out, seed=seed, n_test=n_test, n_val=n_val, n_train=n_train,
@@ -58,14 +107,17 @@ def data_build(
 
 @data_app.command("toyfaces")
 def data_toyfaces(
-    out: Path = typer.Option(..., help="Folder to write the benchmark into. Required."),
+    out: Path = typer.Option(..., help="Folder to write the benchmark into."),
     seed: int = typer.Option(0, help="Seed of the faces, the split and the masks. Default: 0."),
     n_train: int = typer.Option(10_000, help="Training images. Default: 10000."),
     n_val: int = typer.Option(1_000, help="Validation images. Default: 1000."),
     n_test: int = typer.Option(256, help="Test images. Default: 256."),
     overwrite: bool = typer.Option(False, help="Replace OUT if it holds a benchmark. Default: off."),
 ):
-    """Build a benchmark of synthetic toy faces (the embedded default's kind of data)."""
+    """Build a benchmark of synthetic toy faces (the embedded default's kind of data).
+
+    Example: bench data toyfaces --out data/toyfaces --n-test 64
+    """
     from bench.toyfaces import build_toyfaces_benchmark
 
     built = build_toyfaces_benchmark(out, seed=seed, n_train=n_train, n_val=n_val, n_test=n_test,
@@ -77,7 +129,10 @@ def data_toyfaces(
 def data_check(
     path: Path = typer.Argument(..., help="Benchmark root or test-only folder (masked_image/, mask64/)."),
 ):
-    """Validate a dataset folder and print its sizes, hole coverage and content hash."""
+    """Validate a dataset folder and print its sizes, hole coverage and content hash.
+
+    Example: bench data check data/catfaces
+    """
     from bench.data import check_dataset, format_summary
 
     for line in format_summary(check_dataset(path)):
@@ -99,7 +154,10 @@ def fid_command(
     weights: Path | None = typer.Option(None, help="InceptionV3 weights in torch-fidelity's format. "
                                                    "Default: $MASKGIT_BENCH_INCEPTION, else found offline."),
 ):
-    """FID (and KID) between predictions and ground truth, offline; the ground truth's statistics are cached."""
+    """FID (and KID) between predictions and ground truth, offline; the ground truth's statistics are cached.
+
+    Example: bench fid out/cosine-t8 data/catfaces/test/test_gt.csv
+    """
     from bench.fid import fid_between
 
     result = fid_between(pred, gt, protocol, kid, batch_size=batch_size, device=device, weights=weights)
@@ -124,16 +182,19 @@ def _train_config(epochs, batch_size, lr, seed, device, bf16=None, progress=True
 def train_vqgan(
     data: Path = typer.Option(..., help="Benchmark folder with train/ and val/ (from `bench data build`)."),
     out: Path = typer.Option(..., help="Output folder: one checkpoint per epoch, LATEST names the newest."),
-    preset: str = typer.Option("small", help="Model size: small (2 CPU cores), lab (the lab's), tiny (tests)."),
-    epochs: int = typer.Option(20, min=1, help="Total epochs (also the target when resuming)."),
-    batch_size: int = typer.Option(32, min=1, help="Images per step."),
-    lr: float = typer.Option(2e-4, min=0.0, help="Adam learning rate."),
-    disc_start: int = typer.Option(2000, min=0, help="Steps before the PatchGAN loss starts."),
-    seed: int = typer.Option(0, help="Seed of data order, augmentation and code restarts."),
-    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ..."),
-    bf16: bool | None = typer.Option(None, "--bf16/--fp32", help=_BF16_HELP, show_default=False),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
-    tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store (experiment train-vqgan)."),
+    preset: str = typer.Option("small", help="Model size: small (2 CPU cores), lab (the lab's), tiny (tests). "
+                                             "Default: small."),
+    epochs: int = typer.Option(20, min=1, help="Total epochs (also the target when resuming). Default: 20."),
+    batch_size: int = typer.Option(32, min=1, help="Images per step. Default: 32."),
+    lr: float = typer.Option(2e-4, min=0.0, help="Adam learning rate. Default: 2e-4."),
+    disc_start: int = typer.Option(2000, min=0, help="Steps before the PatchGAN loss starts. Default: 2000."),
+    seed: int = typer.Option(0, help="Seed of data order, augmentation and code restarts. Default: 0."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ... Default: auto."),
+    bf16: bool | None = typer.Option(None, "--bf16/--fp32", help=_BF16_HELP),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out. "
+                                                        "Default: off (start afresh)."),
+    tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store (experiment train-vqgan). "
+                                                                 "Default: sqlite:///mlflow.db."),
 ):
     """Stage 1: train the VQGAN tokenizer (L1 + codebook + PatchGAN losses; dead codes restarted).
 
@@ -151,16 +212,19 @@ def train_transformer(
     data: Path = typer.Option(..., help="Benchmark folder with train/ and val/."),
     vqgan: Path = typer.Option(..., help="Stage-1 checkpoint (a `bench train vqgan` output folder)."),
     out: Path = typer.Option(..., help="Output folder: one checkpoint per epoch, LATEST names the newest."),
-    preset: str = typer.Option("small", help="Transformer size: small, lab, tiny."),
-    epochs: int = typer.Option(20, min=1, help="Total epochs (also the target when resuming)."),
-    batch_size: int = typer.Option(64, min=1, help="Token sequences per step."),
-    lr: float = typer.Option(1e-3, min=0.0, help="AdamW peak learning rate (warm-up, then cosine decay)."),
-    warmup_steps: int = typer.Option(500, min=0, help="Linear warm-up steps."),
-    seed: int = typer.Option(0, help="Seed of data order and masks."),
-    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, ..."),
-    bf16: bool | None = typer.Option(None, "--bf16/--fp32", help=_BF16_HELP, show_default=False),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
-    tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store (experiment train-transformer)."),
+    preset: str = typer.Option("small", help="Transformer size: small, lab, tiny. Default: small."),
+    epochs: int = typer.Option(20, min=1, help="Total epochs (also the target when resuming). Default: 20."),
+    batch_size: int = typer.Option(64, min=1, help="Token sequences per step. Default: 64."),
+    lr: float = typer.Option(1e-3, min=0.0, help="AdamW peak learning rate (warm-up, then cosine decay). "
+                                                 "Default: 1e-3."),
+    warmup_steps: int = typer.Option(500, min=0, help="Linear warm-up steps. Default: 500."),
+    seed: int = typer.Option(0, help="Seed of data order and masks. Default: 0."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, ... Default: auto."),
+    bf16: bool | None = typer.Option(None, "--bf16/--fp32", help=_BF16_HELP),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out. "
+                                                        "Default: off (start afresh)."),
+    tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store (experiment train-transformer). "
+                                                                 "Default: sqlite:///mlflow.db."),
 ):
     """Stage 2: masked visual token modelling on tokens of the frozen VQGAN (cached once).
 
@@ -346,7 +410,7 @@ def perf(
 
 @app.command("inpaint")
 def inpaint_command(
-    out: Path = typer.Option(..., help="Folder for the inpainted PNGs (named like the masked inputs). Required."),
+    out: Path = typer.Option(..., help="Folder for the inpainted PNGs (named like the masked inputs)."),
     from_run: str | None = typer.Option(None, help="Replay a recorded trial: its settings, data, checkpoint and "
                                                    "image count (options given here win). Default: none."),
     sweet_spot: int | None = typer.Option(None, help="Which step's output to write. Default: the replayed "
@@ -359,7 +423,7 @@ def inpaint_command(
     sampling_temperature: str | None = typer.Option(None, help="Softmax temperature. Default: 1.0."),
     confidence: str | None = typer.Option(None, help="log or prob. Default: log."),
     composite: str | None = typer.Option(None, help="off, hard or feather. Default: off."),
-    feather: str | None = typer.Option(None, help="Blend width for composite feather. Default: 2."),
+    feather: str | None = typer.Option(None, help="Blend width in pixels for composite feather. Default: 2."),
     dilation: str | None = typer.Option(None, help="Widen the unknown tokens by whole tokens. Default: 0."),
     seed: str | None = typer.Option(None, help="Seed of the per-image random streams. Default: 0."),
     data: Path | None = typer.Option(None, help="Benchmark root or test-only folder (masked_image/, mask64/, "
@@ -373,7 +437,10 @@ def inpaint_command(
                                                                  "Default: sqlite:///mlflow.db."),
     overwrite: bool = typer.Option(False, help="Replace images already in --out. Default: off."),
 ):
-    """Inpaint a test set with one decoding configuration; prints FID/KID when there is ground truth."""
+    """Inpaint a test set with one decoding configuration; prints FID/KID when there is ground truth.
+
+    Example: bench inpaint --out out/cosine-t8 --schedule cosine --steps 8 --sweet-spot 6
+    """
     from bench.inpaint import inpaint
 
     options = dict(schedule=schedule, steps=steps, choice_temperature=choice_temperature, anneal=anneal,
@@ -427,16 +494,42 @@ def evaluate_command(
         typer.echo(line)
 
 
+_HOST_HELP = ("Address to listen on: 127.0.0.1 keeps it on this machine, 0.0.0.0 opens it to the network "
+              "(no authentication). Default: 127.0.0.1.")
+
+
 @app.command("ui")
 def ui_command(
     tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store. Default: sqlite:///mlflow.db."),
-    port: int = typer.Option(5000, help="Port on 127.0.0.1. Default: 5000."),
+    host: str = typer.Option("127.0.0.1", help=_HOST_HELP),
+    port: int = typer.Option(5000, min=1, max=65535, help="TCP port. Default: 5000."),
 ):
-    """Open the MLflow UI on the tracking store, bound to 127.0.0.1 (Ctrl-C stops it)."""
+    """Serve the MLflow UI on the tracking store: one experiment per study, FID vs step per trial
+    (Ctrl-C stops it).
+
+    Example: bench ui --tracking-uri sqlite:///mlflow.db --port 5000
+    """
     from bench.tracking import run_mlflow_ui
 
-    typer.echo(f"MLflow UI on http://127.0.0.1:{port} for {tracking_uri} (Ctrl-C stops it)")
-    run_mlflow_ui(tracking_uri, port)
+    typer.echo(f"MLflow UI on http://{host}:{port} for {tracking_uri} (Ctrl-C stops it)")
+    run_mlflow_ui(tracking_uri, host, port)
+
+
+@app.command("dashboard")
+def dashboard_command(
+    storage: str = typer.Option("bench-studies.journal", help="Optuna storage of the studies: a journal file or "
+                                                              "a database URL. Default: bench-studies.journal."),
+    host: str = typer.Option("127.0.0.1", help=_HOST_HELP),
+    port: int = typer.Option(8080, min=1, max=65535, help="TCP port. Default: 8080."),
+):
+    """Serve optuna-dashboard on the study storage: history, importances, parallel coordinates, live
+    while a sweep runs (Ctrl-C stops it). Needs the dashboard extra.
+
+    Example: bench dashboard --storage bench-studies.journal --port 8080
+    """
+    from bench.dashboard import serve_dashboard
+
+    serve_dashboard(storage, host, port)
 
 
 if __name__ == "__main__":

@@ -107,14 +107,27 @@ def setup_mlflow(tracking_uri: str | None, experiment: str):
     return mlflow
 
 
-def run_mlflow_ui(tracking_uri: str, port: int) -> None:
-    """Become `mlflow ui` on the store, bound to 127.0.0.1 (exec: Ctrl-C and kill reach it directly)."""
+def run_mlflow_ui(tracking_uri: str, host: str, port: int) -> None:
+    """Become `mlflow ui` on the store (exec: Ctrl-C and kill reach it directly).
+
+    Without MLflow's server jobs (GenAI judges and scorers: seven more Python processes that a
+    viewer of sweeps does not use), unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION says otherwise.
+    """
     import sys
 
     database = sqlite_path(tracking_uri)
     if database is not None and not database.is_file():
         raise BenchError(f"--tracking-uri {tracking_uri}: no such database (run `bench sweep` first)")
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
-               "--host", "127.0.0.1", "--port", str(port)]
+    command = mlflow_ui_command(tracking_uri, host, port)
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     sys.stdout.flush()
-    os.execv(sys.executable, command)
+    os.execv(command[0], command)
+
+
+def mlflow_ui_command(tracking_uri: str, host: str, port: int) -> list[str]:
+    """The `mlflow ui` command line of `bench ui`. One worker process: the UI serves one person, and
+    MLflow's default of four would each import MLflow on a machine that is busy decoding."""
+    import sys
+
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
+            "--host", host, "--port", str(port), "--workers", "1"]

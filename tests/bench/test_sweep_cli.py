@@ -170,6 +170,7 @@ def test_ui_serves_the_store_on_localhost(monkeypatch, tmp_path, tracking_uri):
 
     commands = []
     monkeypatch.setattr(os, "execv", lambda path, command: commands.append(command))
+    monkeypatch.delenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", raising=False)  # restored afterwards
     result = invoke(["ui", "--tracking-uri", tracking_uri, "--port", "5123"])
     assert result.exit_code == 0, result.output
     command = commands[0]

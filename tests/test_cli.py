@@ -1,0 +1,140 @@
+"""The command line as a newcomer meets it: --version, every command's help (a description, an
+example, every option's default), plain error lines off a terminal, shell completion, and the two
+servers' options (`bench ui`, `bench dashboard`) reaching what they start."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import cli
+from bench import package_version
+
+PYPROJECT = Path(cli.__file__).resolve().parent / "pyproject.toml"
+ANSI_ESCAPE = "\x1b["
+TYPER_FLAGS = {"help", "version", "install_completion", "show_completion"}  # nothing to default
+
+
+def invoke(args: list[str], **kwargs):
+    return CliRunner().invoke(cli.app, [str(arg) for arg in args], **kwargs)
+
+
+def command_paths(command, path=()) -> list[tuple[str, ...]]:
+    """Every command and group under `command`, as the words that name it on the command line."""
+    paths = [path]
+    for name, sub in getattr(command, "commands", {}).items():
+        paths += command_paths(sub, (*path, name))
+    return paths
+
+
+ROOT = typer.main.get_command(cli.app)
+COMMANDS = command_paths(ROOT)
+
+
+def pyproject_version() -> str:
+    return tomllib.loads(PYPROJECT.read_text())["project"]["version"]
+
+
+def test_version_prints_the_package_version():
+    result = invoke(["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"maskgit-bench {pyproject_version()}\n"
+
+
+def test_version_falls_back_to_pyproject_when_the_package_is_not_installed(monkeypatch):
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    assert package_version() == pyproject_version()
+
+
+def test_the_documented_commands_exist():
+    expected = {("data", "build"), ("data", "check"), ("data", "toyfaces"), ("fid",), ("train", "vqgan"),
+                ("train", "transformer"), ("import-lab",), ("sweep",), ("report",), ("perf",), ("inpaint",),
+                ("evaluate",), ("ui",), ("dashboard",)}
+    assert expected <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda path: " ".join(path) or "bench")
+def test_every_help_has_a_description_and_an_example_without_colour(path):
+    result = invoke([*path, "--help"])
+    assert result.exit_code == 0, result.output
+    text = "\n".join(line.strip() for line in result.output.splitlines())
+    description = text.split("Usage:")[1].split("\n\n")[1]
+    assert description and not description.startswith("Example") and "Example: bench" in text
+    assert ANSI_ESCAPE not in result.output
+
+
+def test_every_option_states_its_default_unless_required():
+    for path in COMMANDS:
+        command = ROOT
+        for name in path:
+            command = command.commands[name]
+        for param in command.params:
+            if isinstance(param, typer.core.TyperOption) and param.name not in TYPER_FLAGS:
+                assert param.help, (path, param.name)
+                assert param.required or "Default:" in param.help, (path, param.name)
+
+
+def test_shell_completion_is_offered():
+    assert "--install-completion" in invoke(["--help"]).output
+
+
+def test_an_error_is_one_line_coloured_only_on_a_terminal(tmp_path):
+    missing = ["ui", "--tracking-uri", f"sqlite:///{tmp_path}/none.db"]
+    plain = invoke(missing)  # CliRunner's streams are not terminals
+    assert plain.exit_code == 2
+    assert plain.stderr.startswith("error: --tracking-uri") and len(plain.stderr.splitlines()) == 1
+    assert ANSI_ESCAPE not in plain.stderr
+    coloured = invoke(missing, color=True)
+    assert coloured.stderr.startswith(ANSI_ESCAPE) and "error: --tracking-uri" in coloured.stderr
+
+
+def test_ui_host_and_port_reach_mlflow_which_runs_no_job_workers(monkeypatch, tracking_uri):
+    commands = []
+    monkeypatch.setattr(os, "execv", lambda path, command: commands.append(command))
+    monkeypatch.delenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", raising=False)
+    result = invoke(["ui", "--tracking-uri", tracking_uri, "--host", "0.0.0.0", "--port", "5123"])
+    assert result.exit_code == 0, result.output
+    command = commands[0]
+    assert command[command.index("--host") + 1] == "0.0.0.0" and command[command.index("--port") + 1] == "5123"
+    assert command[command.index("--workers") + 1] == "1"
+    assert os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+
+
+def test_dashboard_serves_the_journal_on_localhost(monkeypatch, tmp_path):
+    from optuna.storages.journal import JournalStorage
+
+    from bench.study import open_storage
+
+    import optuna_dashboard  # in the test extra
+
+    served = []
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, host, port: served.append((storage, host, port)))
+    journal = tmp_path / "studies.journal"
+    open_storage(str(journal))  # an empty journal file
+    result = invoke(["dashboard", "--storage", journal, "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    storage, host, port = served[0]
+    assert isinstance(storage, JournalStorage) and (host, port) == ("127.0.0.1", 8123)
+
+
+def test_dashboard_refuses_a_journal_that_does_not_exist(tmp_path):
+    result = invoke(["dashboard", "--storage", tmp_path / "typo.journal"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: --storage ")
+    assert "no such journal file" in result.stderr and not (tmp_path / "typo.journal").exists()
+
+
+def test_dashboard_without_its_extra_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # import fails as if not installed
+    result = invoke(["dashboard", "--storage", tmp_path / "studies.journal"])
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+    assert "pip install 'maskgit-bench[dashboard]'" in result.stderr
