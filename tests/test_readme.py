@@ -1,0 +1,53 @@
+"""Every `bench` command in the README parses: the command exists and every option it uses exists
+and takes the value given. (What the commands do is tested in tests/bench; this keeps the
+README from drifting away from the CLI.)"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import typer
+
+import cli
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_commands() -> list[str]:
+    """`bench ...` commands in the README's bash blocks (continuation lines joined, `&&` chains split)."""
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+    commands = []
+    for block in blocks:
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in line.split("&&"):
+                words = shlex.split(part, comments=True)
+                if words and words[0] == "bench":
+                    commands.append(" ".join(shlex.quote(w) for w in words if w != "&"))
+    return commands
+
+
+COMMANDS = readme_commands()
+
+
+def test_the_readme_has_the_commands_a_newcomer_runs():
+    names = {" ".join(shlex.split(c)[:2]) for c in COMMANDS}
+    assert {"bench sweep", "bench report", "bench ui", "bench dashboard", "bench import-lab",
+            "bench data", "bench train"} <= names
+    assert len(COMMANDS) >= 20
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_readme_command_parses(command):
+    group = typer.main.get_command(cli.app)
+    command_object, args = group, shlex.split(command)[1:]
+    while hasattr(command_object, "commands") and args and not args[0].startswith("-"):
+        assert args[0] in command_object.commands, f"{command}: no command {args[0]!r}"
+        command_object, args = command_object.commands[args[0]], args[1:]
+    if command_object is group:  # options of `bench` itself (--version): known to the group
+        known = {opt for param in group.params for opt in param.opts}
+        assert all(arg in known for arg in args if arg.startswith("-")), command
+        return
+    command_object.make_context(command_object.name, list(args))  # raises on unknown options or bad values
