@@ -9,9 +9,14 @@ library versions as tags, and the curve, a progression grid and the latent masks
 
 Robustness. Everything a sweep needs is checked before a study or run is created. A trial that
 raises is recorded FAIL (error in a user attr, run FAILED) and the study goes on; Ctrl-C records
-the running trial FAIL and its run KILLED; trials left RUNNING by a dead worker of this machine
-are failed on the next start. Grid studies enqueue their points once, in the parent, and workers
-only claim WAITING trials (atomically, through the storage), so no point runs twice or is lost.
+the running trial FAIL and its run KILLED; trials left RUNNING by a dead worker are failed on the
+next start (a dead process of this machine at once; on a database storage, any machine's worker
+whose trial stopped its heartbeat), and their runs closed FAILED. When MLflow stops answering, the
+running trial is recorded FAIL in Optuna and the sweep stops with one line (nothing is buffered).
+Grid studies enqueue their points once, in the parent (sweeps starting at once on PostgreSQL take
+turns), and workers only claim WAITING trials (atomically, through the storage), so no point runs
+twice or is lost. Passwords in storage and tracking URLs are redacted in everything recorded or
+printed.
 """
 
 from __future__ import annotations
@@ -22,14 +27,19 @@ import os
 import signal
 import socket
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+import urllib.parse
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from functools import wraps
 from pathlib import Path
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.pruners import BasePruner, MedianPruner, NopPruner
 from optuna.samplers import BaseSampler, CmaEsSampler, NSGAIISampler, RandomSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
@@ -233,19 +243,83 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             return JournalStorage(JournalFileBackend(str(path)))
         except OSError as exc:
             raise BenchError(f"--storage {url}: cannot open the journal file ({exc.strerror})") from None
+    interval, grace = heartbeat_settings()
     try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=_rdb_engine_kwargs(url))
+        storage = _rdb_storage(url, interval, grace)
     except Exception as exc:  # driver missing, host down, bad credentials: all mean "not usable"
-        reason = " ".join(str(exc).split())[:300]
-        raise BenchError(f"--storage {url}: cannot connect ({type(exc).__name__}: {reason})") from None
+        raise BenchError(f"--storage {redacted(url)}: cannot connect ({_connect_failure(exc)})") from None
     # The caching wrapper a Study puts around an RDBStorage, made here so that the studies and the
     # storage-level calls below (claiming trials) share one object and one view of the trials.
     return optuna.storages.get_storage(storage)
 
 
+SCHEMA_ATTEMPTS = 3
+
+
+def _rdb_storage(url: str, heartbeat_interval: int, grace_period: int) -> optuna.storages.RDBStorage:
+    """An RDBStorage with heartbeats. Workers starting at once on a new database race to create Optuna's
+    tables (optuna/optuna#1092): a loser gets a unique-key or already-exists error, and opens the
+    storage again once the winner's tables are there."""
+    import sqlalchemy.exc
+
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)  # Optuna still calls its heartbeat experimental
+                return optuna.storages.RDBStorage(url, engine_kwargs=_rdb_engine_kwargs(url),
+                                                  heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == SCHEMA_ATTEMPTS:
+                raise
+            time.sleep(attempt)
+
+
+def _connect_failure(exc: Exception) -> str:
+    """Why a database storage cannot be opened; for a missing driver, which one (Optuna's message hides it)."""
+    missing = exc.__cause__ if isinstance(exc, ImportError) and isinstance(exc.__cause__, ImportError) else None
+    reason = " ".join(str(missing or exc).split())[:300]
+    if missing:
+        return (f"{type(missing).__name__}: {reason}; install that driver, or name an installed one in the URL "
+                "(e.g. postgresql+psycopg2://)")
+    return f"{type(exc).__name__}: {reason}"
+
+
 def _rdb_engine_kwargs(url: str) -> dict:
     """Fail fast on unreachable servers instead of hanging on the connect."""
     return {"connect_args": {"connect_timeout": 10}} if url.startswith(("postgresql", "mysql")) else {}
+
+
+HEARTBEAT_SECONDS = 10  # how often a running trial tells a database storage that its worker is alive
+GRACE_SECONDS = 30  # a RUNNING trial silent this long belongs to a dead worker, on whichever machine
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """(interval, grace period) in whole seconds; MASKGIT_BENCH_HEARTBEAT / MASKGIT_BENCH_GRACE override
+    them (tests make them short). A grace of several intervals spares a busy but live worker."""
+    interval = _seconds_from_env("MASKGIT_BENCH_HEARTBEAT", HEARTBEAT_SECONDS)
+    grace = _seconds_from_env("MASKGIT_BENCH_GRACE", GRACE_SECONDS)
+    if grace <= interval:
+        raise BenchError(f"MASKGIT_BENCH_GRACE={grace}: must be longer than the heartbeat interval ({interval} s)")
+    return interval, grace
+
+
+def _seconds_from_env(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise BenchError(f"{name}={text}: expected whole seconds, at least 1")
+    return int(text)
+
+
+def redacted(url: str) -> str:
+    """The URL with its password replaced by ***, for everything recorded or printed (MLflow tags,
+    study attributes, messages); journal paths and URLs without a password come back as they are."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{userinfo.partition(':')[0]}:***@{host}").geturl()
 
 
 # --- the study --------------------------------------------------------------------------------
@@ -291,7 +365,7 @@ def create_study(storage, config: SweepConfig, provenance: Provenance, experimen
                                 directions=OBJECTIVES[config.objective].directions)
     if not study.user_attrs:
         for key, value in {**asdict(provenance), "objective": config.objective, "objective_names": list(
-                OBJECTIVES[config.objective].names), "mlflow_tracking_uri": config.tracking_uri,
+                OBJECTIVES[config.objective].names), "mlflow_tracking_uri": redacted(config.tracking_uri),
                 "mlflow_experiment_id": experiment_id}.items():
             study.set_user_attr(key, value)
     return study
@@ -304,6 +378,31 @@ def enqueue_grid(study: optuna.Study, points: Sequence[dict]) -> int:
         if json.dumps(point, sort_keys=True) not in held:
             study.enqueue_trial(point)
     return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+@contextmanager
+def enqueue_lock(storage_url: str, study_name: str) -> Iterator[None]:
+    """Held by one sweep at a time per study, across machines, while it enqueues grid points: sweeps
+    starting at once would each enqueue the missing points, and the copies would fail as duplicates
+    (claim_waiting_trial). A PostgreSQL advisory lock, released with its transaction; other storages
+    go without (their duplicates still fail instead of running twice)."""
+    if not storage_url.startswith("postgresql"):
+        yield
+        return
+    import hashlib
+
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    digest = hashlib.sha256(f"maskgit-bench enqueue {study_name}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)  # advisory locks are named by a 64-bit number
+    engine = sqlalchemy.create_engine(storage_url, poolclass=NullPool, **_rdb_engine_kwargs(storage_url))
+    try:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            yield
+    finally:
+        engine.dispose()
 
 
 def _grid_key(trial: FrozenTrial) -> str:
@@ -361,10 +460,21 @@ def worker_label() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def fail_orphaned_trials(handle: StudyHandle, client) -> list[int]:
-    """Trials left RUNNING by a dead worker process of this machine: FAIL, their runs FAILED."""
+def fail_orphaned_trials(handle: StudyHandle, client, experiment_id: str) -> list[int]:
+    """Trials whose worker died, made FAIL; returns their numbers. Then the trial runs left RUNNING
+    while their trial finished are closed, so that MLflow shows nothing running that is not.
+
+    A dead worker shows two ways: a process of this machine that no longer exists (found at once),
+    and, on a database storage, a trial whose heartbeat stopped for the grace period (any machine).
+    """
+    errors = {**_fail_trials_of_dead_local_workers(handle), **_fail_stale_trials(handle)}
+    _close_runs_of_finished_trials(handle, client, experiment_id, errors)
+    return sorted(errors)
+
+
+def _fail_trials_of_dead_local_workers(handle: StudyHandle) -> dict[int, str]:
     host = socket.gethostname()
-    failed = []
+    errors = {}
     for trial in handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker", "")
         worker_host, _, pid = worker.rpartition(":")
@@ -373,12 +483,36 @@ def fail_orphaned_trials(handle: StudyHandle, client) -> list[int]:
         error = f"worker {worker} died while running this trial"
         handle.storage.set_trial_user_attr(handle.trial_id(trial.number), "error", error)
         handle.study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-        run_id = trial.user_attrs.get("mlflow_run_id")
-        if run_id:
-            client.set_tag(run_id, "error", error)
-            client.set_terminated(run_id, "FAILED")
-        failed.append(trial.number)
-    return failed
+        errors[trial.number] = error
+    return errors
+
+
+def _fail_stale_trials(handle: StudyHandle) -> dict[int, str]:
+    """Optuna's heartbeat check (database storages): RUNNING trials silent for the grace period become
+    FAIL, each atomically, so of several workers checking at once one wins. Optuna fails them itself,
+    after which a trial takes no attributes: the reason goes to the run's `error` tag."""
+    running = handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(handle.study)
+    failed = {t.number for t in handle.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+              if "error" not in t.user_attrs}  # a worker that fails a trial itself says why first
+    return {t.number: f"worker {t.user_attrs.get('worker', '(unknown)')} stopped sending heartbeats while "
+                      "running this trial (killed, crashed or cut off from the storage)"
+            for t in running if t.number in failed}
+
+
+def _close_runs_of_finished_trials(handle: StudyHandle, client, experiment_id: str, errors: Mapping[int, str]) -> None:
+    """Trial runs still RUNNING whose trial has finished (its worker died, or MLflow was away when it
+    ended) get the trial's state; failed ones get the reason as an `error` tag."""
+    finished = {t.number: t for t in handle.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.FAIL))}
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'"):
+        number = run.data.tags.get("optuna_trial_number")
+        trial = finished.get(int(number)) if number else None
+        if trial is not None:
+            status = "FAILED" if trial.state == TrialState.FAIL else "FINISHED"
+            end_run(client, run.info.run_id, status, trial.state,
+                    errors.get(trial.number, trial.user_attrs.get("error")))
 
 
 def _alive(pid: int) -> bool:
@@ -394,28 +528,67 @@ def _alive(pid: int) -> bool:
 # --- MLflow runs ----------------------------------------------------------------------------
 
 
+class TrackingError(BenchError):
+    """MLflow could not record a trial (say, the tracking server went away). The trial is recorded FAIL
+    in Optuna and the sweep stops instead of buffering: trials it cannot record would be missing from
+    every report."""
+
+
+def _recording(method):
+    """For RunLogger's methods: an MLflow failure becomes a one-line TrackingError naming --tracking-uri."""
+
+    @wraps(method)
+    def recorded(self, *args, **kwargs):
+        from mlflow.exceptions import MlflowException
+        from requests import RequestException
+
+        try:
+            return method(self, *args, **kwargs)
+        except (MlflowException, RequestException) as exc:
+            reason = " ".join(str(exc).split())[:300]
+            raise TrackingError(f"--tracking-uri {self.tracking_uri}: MLflow could not record the trial "
+                                f"({type(exc).__name__}: {reason}); the trial is recorded FAIL and the same "
+                                "command resumes the study once MLflow is back") from None
+
+    return recorded
+
+
+def end_run(client, run_id: str, status: str, state: TrialState, error: str | None = None) -> None:
+    """Close a trial run (status FINISHED, FAILED or KILLED) with its trial's Optuna state and error."""
+    client.set_tag(run_id, "optuna_state", state.name)
+    if error:
+        client.set_tag(run_id, "error", error[:5000])
+    client.set_terminated(run_id, status)
+
+
 class RunLogger:
     """The MLflow side of a sweep: nested runs under the invocation's parent run."""
 
-    def __init__(self, client, experiment_id: str, parent_run_id: str, tags: dict[str, str], params: dict[str, object]):
+    def __init__(self, client, tracking_uri: str, experiment_id: str, parent_run_id: str, tags: dict[str, str],
+                 params: dict[str, object]):
         self.client, self.experiment_id, self.parent_run_id = client, experiment_id, parent_run_id
+        self.tracking_uri = redacted(tracking_uri)  # for messages
         self.tags, self.params = tags, params  # on every trial run
 
+    @_recording
     def start_trial(self, trial: optuna.Trial, study_name: str) -> str:
         tags = {**self.tags, "mlflow.parentRunId": self.parent_run_id, "optuna_study_name": study_name,
                 "optuna_trial_number": str(trial.number)}
         return self.client.create_run(self.experiment_id, run_name=f"trial-{trial.number:03d}", tags=tags).info.run_id
 
+    @_recording
     def log_settings(self, run_id: str, settings: TrialSettings) -> None:
         from mlflow.entities import Param
 
         params = {**settings.params(), **self.params}
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
+    @_recording
     def log_step(self, run_id: str, score: StepScore) -> None:
         """`fid` at step s, so the UI draws FID against the decoding step."""
         self.client.log_metric(run_id, "fid", score.fid, step=score.step)
 
+    @_recording
     def log_result(self, run_id: str, result: TrialResult, objective_values: dict[str, float]) -> None:
         from mlflow.entities import Metric, RunTag
 
@@ -434,13 +607,10 @@ class RunLogger:
                 save_png(image, Path(folder) / name)
             self.client.log_artifacts(run_id, folder)
 
+    @_recording
     def end(self, run_id: str | None, status: str, state: TrialState, error: str | None = None) -> None:
-        if run_id is None:
-            return
-        self.client.set_tag(run_id, "optuna_state", state.name)
-        if error:
-            self.client.set_tag(run_id, "error", error[:5000])
-        self.client.set_terminated(run_id, status)
+        if run_id is not None:
+            end_run(self.client, run_id, status, state, error)
 
 
 # --- trials ---------------------------------------------------------------------------------
@@ -457,7 +627,7 @@ class Worker:
     objective: Objective
 
     def run_trial(self, trial: optuna.Trial) -> TrialState:
-        """Evaluate one trial and record it in Optuna and MLflow; only Ctrl-C escapes."""
+        """Evaluate one trial and record it in Optuna and MLflow; only Ctrl-C and TrackingError escape."""
         study, run_id = self.handle.study, None
         trial.set_user_attr("worker", worker_label())
         try:
@@ -477,6 +647,10 @@ class Worker:
             return TrialState.PRUNED
         except KeyboardInterrupt:
             self._fail(trial, run_id, "interrupted (Ctrl-C)", "KILLED")
+            raise
+        except TrackingError as exc:  # MLflow failed, not the trial: recorded in Optuna only, and the sweep stops
+            trial.set_user_attr("error", str(exc)[:2000])
+            study.tell(trial, state=TrialState.FAIL)
             raise
         except Exception as exc:  # a failing trial must not stop the study
             self._fail(trial, run_id, f"{type(exc).__name__}: {exc}", "FAILED")
@@ -501,12 +675,50 @@ class Worker:
             after_trial: Callable[[TrialState], None] = lambda state: None) -> None:
         """Run trials while the budget lasts (grid: while WAITING trials are left to claim)."""
         while budget.take():
-            trial = claim_waiting_trial(self.handle) if grid else self.handle.study.ask()
+            trial = claim_waiting_trial(self.handle) if grid else self._ask()
             if trial is None:
                 return
-            state = self.run_trial(trial)
+            with heartbeat(self.handle.storage, self.handle.trial_id(trial.number)):
+                state = self.run_trial(trial)
             budget.done()
             after_trial(state)
+
+    def _ask(self) -> optuna.Trial:
+        with warnings.catch_warnings():  # Optuna warns that its heartbeat is meant for optimize(): we beat ourselves
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            return self.handle.study.ask()
+
+
+@contextmanager
+def heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Iterator[None]:
+    """While the block runs, record the trial's heartbeat every interval (storages that keep one).
+
+    Optuna beats only inside Study.optimize; our workers claim or ask trials themselves, and without a
+    heartbeat the trial of a worker killed on another machine would stay RUNNING forever.
+    """
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if interval is None:
+        yield
+        return
+    stop = threading.Event()
+    thread = threading.Thread(target=_beat, args=(storage, trial_id, interval, stop), daemon=True,
+                              name=f"heartbeat-trial-{trial_id}")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _beat(storage, trial_id: int, interval: int, stop: threading.Event) -> None:
+    while True:
+        try:
+            storage.record_heartbeat(trial_id)
+        except Exception:  # the storage is briefly unreachable: a missed beat is what the grace period is for
+            pass
+        if stop.wait(interval):
+            return
 
 
 class TrialBudget:
@@ -543,7 +755,7 @@ class SweepOutcome:
     """What a sweep leaves: where it is recorded, counts, and the best trials."""
 
     study_name: str
-    storage: str
+    storage: str  # URLs as printed: passwords redacted
     tracking_uri: str
     parent_run_id: str
     objective: Objective
@@ -568,7 +780,7 @@ def study_provenance(evaluator: Evaluator) -> Provenance:
 
 def _run_tags(config: SweepConfig, evaluator: Evaluator) -> dict[str, str]:
     return {**environment_tags(evaluator.device), **asdict(study_provenance(evaluator)),
-            "optuna_study_name": config.study_name, "optuna_storage": config.storage}
+            "optuna_study_name": config.study_name, "optuna_storage": redacted(config.storage)}
 
 
 def make_worker(config: SweepConfig, evaluator: Evaluator, storage, client, experiment_id: str, parent_id: str,
@@ -578,7 +790,7 @@ def make_worker(config: SweepConfig, evaluator: Evaluator, storage, client, expe
     study = optuna.load_study(study_name=config.study_name, storage=storage, sampler=sampler,
                               pruner=PRUNERS[config.pruner]())
     handle = StudyHandle(study, storage, storage.get_study_id_from_name(config.study_name))
-    runs = RunLogger(client, experiment_id, parent_id, _run_tags(config, evaluator),
+    runs = RunLogger(client, config.tracking_uri, experiment_id, parent_id, _run_tags(config, evaluator),
                      _run_params(config, evaluator.test))
     return Worker(handle, config.space, evaluator, runs, OBJECTIVES[config.objective])
 
@@ -599,8 +811,12 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
     experiment_id = ensure_experiment(client, config.study_name, config.tracking_uri)
     create_study(storage, config, provenance, experiment_id)
     handle = StudyHandle.load(storage, config.study_name)
-    orphans = fail_orphaned_trials(handle, client)
-    trials = enqueue_grid(handle.study, points) if grid else _missing_trials(handle, config)
+    orphans = fail_orphaned_trials(handle, client, experiment_id)
+    if grid:
+        with enqueue_lock(config.storage, config.study_name):
+            trials = enqueue_grid(handle.study, points)
+    else:
+        trials = _missing_trials(handle, config)
     if grid and config.n_trials:
         trials = min(trials, config.n_trials)
     budget = TrialBudget(trials, None if config.timeout is None else time.time() + config.timeout)
@@ -618,6 +834,8 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
     except KeyboardInterrupt:
         client.set_terminated(parent_id, "KILLED")
         raise
+    except TrackingError:
+        raise  # MLflow is what failed: the parent run cannot be closed either
     except BaseException:
         client.set_terminated(parent_id, "FAILED")
         raise
@@ -711,7 +929,7 @@ def _run_processes(config: SweepConfig, experiment_id: str, parent_id: str, budg
             if process.is_alive():
                 process.terminate()
                 process.join()
-        fail_orphaned_trials(handle, client)
+        fail_orphaned_trials(handle, client, experiment_id)
 
 
 def _worker_process(config: SweepConfig, experiment_id: str, parent_id: str, budget: TrialBudget, grid: bool,
@@ -745,7 +963,7 @@ def _outcome(handle: StudyHandle, config: SweepConfig, parent_id: str, ran: int,
         best = sorted(study.best_trials, key=lambda t: t.values)
     else:
         best = sorted(complete, key=lambda t: t.values[0])[:BEST_SHOWN]
-    return SweepOutcome(config.study_name, config.storage, config.tracking_uri, parent_id,
+    return SweepOutcome(config.study_name, redacted(config.storage), redacted(config.tracking_uri), parent_id,
                         OBJECTIVES[config.objective], ran, counts, best, orphans)
 
 
