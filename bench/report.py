@@ -523,6 +523,13 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def fixed_settings(data: ReportData) -> str:
+    """The settings no trial varied (e.g. composite = hard), so the tables need not repeat them."""
+    varied = data.varied()
+    return ", ".join(f"{c} = {data.trials[c].iloc[0]}" for c in SETTING_COLUMNS
+                     if c in data.trials and c not in varied)
+
+
 def top_table(data: ReportData, rows: int = TOP_ROWS) -> pd.DataFrame:
     columns = ["trial", *data.varied(), "best_step", "best_fid", "final_fid", "kid", "seconds_total"]
     if len(data.studies) > 1:
@@ -612,6 +619,7 @@ def render_markdown(data: ReportData, style: ReportStyle, sections: list[Section
         f"- Model `{p['checkpoint']}` (sha256 {p['checkpoint_sha'][:12]}), test set `{p['data']}` "
         f"({p['n_images']} images, data hash {p['data_hash']}), FID protocol `{p['protocol']}`.",
         f"- Trials recorded: {counts}; the figures use the {len(data.trials)} complete ones.",
+        f"- Settings shared by every trial: {fixed_settings(data) or 'none'}.",
         f"- FID at {p['n_images']} images is biased upwards at small N: compare rows of this report, not with "
         "numbers from other test-set sizes.",
         "",

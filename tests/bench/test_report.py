@@ -61,6 +61,7 @@ def test_every_figure_is_drawn_non_blank_and_referenced(recorded, tmp_path):
         assert not is_blank(result.out / name), name
         assert f"]({name})" in markdown, name
     assert "Not drawn" not in markdown
+    assert "Settings shared by every trial: " in markdown and "composite = off" in markdown
 
 
 def test_tables_hold_the_recorded_numbers(recorded, tmp_path):
