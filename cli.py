@@ -315,7 +315,7 @@ def sweep(
                                                      "Default: the study file's name, else sweep-<schedules>."),
     storage: str = typer.Option("bench-studies.journal", help="Optuna storage: a journal file several "
                                                               "processes share, or a database URL "
-                                                              "(postgresql://...). Default: bench-studies.journal."),
+                                                              "(postgresql+psycopg2://...). Default: bench-studies.journal."),
     tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store. Default: sqlite:///mlflow.db."),
     workers: int = typer.Option(1, help="Worker processes on this machine, each an Optuna worker on the "
                                         "storage. Default: 1."),
@@ -395,6 +395,8 @@ def perf(
     batch_size: int = typer.Option(64, help="Images per decoding batch of the harness. Default: 64."),
     reference: bool = typer.Option(True, "--reference/--no-reference", help="Also time the reference workflow "
                                                                             "(slow: batch 1, T FIDs). Default: on."),
+    phases: bool = typer.Option(True, "--phases/--no-phases", help="Also time the pure compute phases alone "
+                                                                   "(as long again as the trial). Default: on."),
 ):
     """Benchmark one trial: harness vs the seed report's workflow, overhead vs pure compute, peak memory.
 
@@ -403,7 +405,7 @@ def perf(
     from bench.perf import perf_command, perf_lines
 
     result = perf_command(None if data is None else str(data), limit, steps, checkpoint, preset, device,
-                          batch_size, schedule, reference)
+                          batch_size, schedule, reference, phases)
     for line in perf_lines(result):
         typer.echo(line)
 

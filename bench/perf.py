@@ -56,8 +56,8 @@ class PerfResult:
         return self.seconds["reference"] / self.seconds["harness"] if "reference" in self.seconds else None
 
     @property
-    def overhead(self) -> float:
-        return self.seconds["harness"] / self.phases
+    def overhead(self) -> float | None:
+        return self.seconds["harness"] / self.phases if "inception" in self.seconds else None
 
     @property
     def max_fid_difference(self) -> float | None:
@@ -130,7 +130,7 @@ def pure_phases(evaluator: Evaluator, settings: TrialSettings) -> dict[str, floa
 
 
 def run_perf(model: MaskGIT, checkpoint_sha: str, test: TestSet, settings: TrialSettings, *, device: str,
-             batch_size: int, reference: bool = True, progress: bool = True) -> PerfResult:
+             batch_size: int, reference: bool = True, phases: bool = True, progress: bool = True) -> PerfResult:
     """All the measurements, harness first (so the peak memory is the harness's)."""
     evaluator = Evaluator(model, checkpoint_sha, test, device=device, batch_size=batch_size, cache=False,
                           progress=False)
@@ -139,7 +139,8 @@ def run_perf(model: MaskGIT, checkpoint_sha: str, test: TestSet, settings: Trial
     result.seconds["harness"], trial = _timed(device, lambda: evaluator.evaluate(settings))
     result.peak_rss_gb = peak_rss_gb()
     result.fid_harness = [trial.curve[s].fid for s in sorted(trial.curve)]
-    result.seconds.update(pure_phases(evaluator, settings))
+    if phases:
+        result.seconds.update(pure_phases(evaluator, settings))
     if reference:
         result.seconds["reference"], (fids, tokens) = _timed(
             device, lambda: reference_workflow(test, settings, evaluator, progress))
@@ -160,15 +161,16 @@ def perf_lines(result: PerfResult) -> list[str]:
 
     lines = [f"bench perf: {result.n_images} images, T = {result.steps}, device {result.device}",
              f"  harness trial             {s['harness']:9.2f} s   "
-             f"({result.image_steps_per_second:.1f} images*steps/s)",
-             f"    transformer steps alone {s['transformer']:9.2f} s",
-             f"    VQGAN decodes alone     {s['vqgan_decode']:9.2f} s",
-             f"    Inception passes alone  {s['inception']:9.2f} s",
-             f"    sum of pure phases      {result.phases:9.2f} s",
-             f"  overhead harness / phases {result.overhead:9.3f} x   "
-             f"({verdict(result.overhead <= TARGET_OVERHEAD)} <= {TARGET_OVERHEAD})",
-             f"  peak resident memory      {result.peak_rss_gb:9.2f} GB  "
-             f"({verdict(result.peak_rss_gb < TARGET_PEAK_GB)} < {TARGET_PEAK_GB:g} GB)"]
+             f"({result.image_steps_per_second:.1f} images*steps/s)"]
+    if result.overhead is not None:
+        lines += [f"    transformer steps alone {s['transformer']:9.2f} s",
+                  f"    VQGAN decodes alone     {s['vqgan_decode']:9.2f} s",
+                  f"    Inception passes alone  {s['inception']:9.2f} s",
+                  f"    sum of pure phases      {result.phases:9.2f} s",
+                  f"  overhead harness / phases {result.overhead:9.3f} x   "
+                  f"({verdict(result.overhead <= TARGET_OVERHEAD)} <= {TARGET_OVERHEAD})"]
+    lines.append(f"  peak resident memory      {result.peak_rss_gb:9.2f} GB  "
+                 f"({verdict(result.peak_rss_gb < TARGET_PEAK_GB)} < {TARGET_PEAK_GB:g} GB)")
     if result.speedup is not None:
         lines += [f"  reference workflow        {s['reference']:9.2f} s",
                   f"  speedup reference/harness {result.speedup:9.2f} x   "
@@ -196,7 +198,7 @@ def load_perf_model(checkpoint: str, preset_name: str | None) -> tuple[MaskGIT, 
 
 
 def perf_command(data: str | None, limit: int, steps: int, checkpoint: str, preset_name: str | None, device: str,
-                 batch_size: int, schedule: str, reference: bool) -> PerfResult:
+                 batch_size: int, schedule: str, reference: bool, phases: bool = True) -> PerfResult:
     from bench.study import checked_device, load_data
 
     if steps < 1 or limit < 2 or batch_size < 1:
@@ -207,4 +209,4 @@ def perf_command(data: str | None, limit: int, steps: int, checkpoint: str, pres
         raise BenchError(f"--schedule {schedule}: {exc}") from None
     model, sha = load_perf_model(checkpoint, preset_name)
     return run_perf(model, sha, load_data(data, limit), settings, device=checked_device(device),
-                    batch_size=batch_size, reference=reference)
+                    batch_size=batch_size, reference=reference, phases=phases)

@@ -42,6 +42,14 @@ def test_cli_perf_without_reference_on_random_weights(tiny_test_set, bench_home)
     assert "Inception passes alone" in result.output and "reference workflow" not in result.output
 
 
+def test_cli_perf_harness_only_prints_its_time_and_peak_memory(tiny_test_set, bench_home):
+    result = CliRunner().invoke(app, ["perf", "--preset", "tiny", "--data", str(tiny_test_set), "--limit", "4",
+                                      "--steps", "2", "--no-reference", "--no-phases", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "harness trial" in result.output and "peak resident memory" in result.output
+    assert "Inception passes alone" not in result.output and "overhead" not in result.output
+
+
 @pytest.mark.parametrize("options, message", [
     (["--preset", "huge"], "error: --preset huge: unknown, expected one of lab, small, tiny"),
     (["--steps", "0"], "error: --steps must be >= 1, --limit >= 2, --batch-size >= 1 (got 0, 64, 64)"),
