@@ -11,6 +11,7 @@ a note in `report.md`, never a crash.
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -482,6 +483,7 @@ def best_trial_figures(data: ReportData, out: Path) -> Section:
     """The best trial's progression grid and latent masks, as recorded by the sweep."""
     best = data.trials.iloc[0]
     copied = []
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # two small files: no bars
     with tempfile.TemporaryDirectory() as folder:
         for name in ("progression.png", "latent_mask.png"):
             try:
