@@ -306,8 +306,8 @@ class InceptionFeatures:
 
     CUDA runs big batches; the CPU runs fp32 with channels_last (faster there, same features to
     float rounding; see benchmarks/fid_speed.py). Every pass has the full batch shape (the last
-    one padded), so an image's features are the same bits whichever images share its pass. The network loads on first use, so a cached
-    reference never loads it.
+    one padded), so an image's features are the same bits whichever images share its pass. The
+    network loads on first use, so a cached reference never loads it.
     """
 
     def __init__(
@@ -326,6 +326,12 @@ class InceptionFeatures:
         self.weights_path = resolve_inception_weights(weights)
         self.weights_sha = weights_sha(self.weights_path)
         self.progress = progress
+
+    @property
+    def cache_key(self) -> str:
+        """What features depend on besides the pixels and the protocol, for caches of anything computed
+        from them: the weights, and the pass shape and device (features are exact per pass shape)."""
+        return f"{self.weights_sha}-b{self.batch_size}-{self.device.type}"
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Features as float64 [N, 2048] on the CPU (the network computes in fp32)."""
@@ -395,14 +401,13 @@ class FIDReference:
     ) -> FIDReference:
         """The reference for ``gt`` images, from the disk cache when the same pixels were seen before.
 
-        The cache key is the pixels' hash + protocol + weights hash + the extractor's batch size and
-        device type (features are exact per pass shape, see InceptionFeatures); only the features are stored
-        (float32, as the network computes them), since mean and covariance take a fraction of a
-        second to rederive and the covariance alone would be 32 MB.
+        The cache key is the pixels' hash + protocol + the extractor's cache key; only the features
+        are stored (float32, as the network computes them), since mean and covariance take a fraction
+        of a second to rederive and the covariance alone would be 32 MB.
         """
         check_images(gt, "ground truth")
         extractor = _matching_extractor(protocol, extractor)
-        key = f"{pixels_sha(gt)}-{protocol}-{extractor.weights_sha}-b{extractor.batch_size}-{extractor.device.type}"
+        key = f"{pixels_sha(gt)}-{protocol}-{extractor.cache_key}"
         name = f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
         path = (cache_dir or cache_home() / "fid-reference") / name
         if path.is_file():

@@ -17,8 +17,6 @@ so their tokens must be identical and their FIDs equal (checked and printed).
 from __future__ import annotations
 
 import resource
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -27,7 +25,7 @@ from tqdm import tqdm
 from bench.data import TestSet
 from bench.errors import BenchError
 from bench.fid import FIDReference, fid_score
-from bench.trial import Evaluator, TrialSettings
+from bench.trial import Evaluator, TrialSettings, timed
 from maskgit.decoding import DecodeConfig, image_generators, inpaint_tokens, pixel_holes_to_token_unknown
 from maskgit.model import MaskGIT
 
@@ -70,19 +68,6 @@ class PerfResult:
         return self.n_images * self.steps / self.seconds["harness"]
 
 
-def _sync(device: str) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _timed(device: str, work: Callable[[], object]) -> tuple[float, object]:
-    _sync(device)
-    start = time.perf_counter()
-    out = work()
-    _sync(device)
-    return time.perf_counter() - start, out
-
-
 def peak_rss_gb() -> float:
     """Peak resident memory of this process so far (Linux reports kilobytes)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -117,16 +102,15 @@ def reference_workflow(test: TestSet, settings: TrialSettings, evaluator: Evalua
 
 def pure_phases(evaluator: Evaluator, settings: TrialSettings) -> dict[str, float]:
     """Seconds of each compute phase of a trial alone: transformer steps, VQGAN decodes, Inception passes."""
-    device = evaluator.device
-    seconds, decoded = _timed(device, lambda: evaluator.decode(settings))
-    steps = decoded.filled  # [T, N, 256]
-    flat = steps.reshape(-1, steps.shape[-1])
-    model, batch = evaluator.model, evaluator.batch_size
-    with torch.inference_mode():
-        decode_seconds, images = _timed(device, lambda: torch.cat(
-            [model.detokenize(part.to(device)).cpu() for part in flat.split(batch)]))
-        inception_seconds, _ = _timed(device, lambda: evaluator.extractor.features(images))
-    return {"transformer": seconds, "vqgan_decode": decode_seconds, "inception": inception_seconds}
+    seconds: dict[str, float] = {}
+    with timed(seconds, "transformer"):
+        steps = evaluator.decode(settings).filled  # [T, N, 256]
+    with torch.inference_mode(), timed(seconds, "vqgan_decode"):
+        images = evaluator.images(steps.reshape(-1, steps.shape[-1]), settings,
+                                  torch.arange(steps.shape[1]).repeat(steps.shape[0]))
+    with timed(seconds, "inception"):
+        evaluator.extractor.features(images)
+    return seconds
 
 
 def run_perf(model: MaskGIT, checkpoint_sha: str, test: TestSet, settings: TrialSettings, *, device: str,
@@ -136,14 +120,15 @@ def run_perf(model: MaskGIT, checkpoint_sha: str, test: TestSet, settings: Trial
                           progress=False)
     evaluator.prepare()  # cached per (model, data) in a sweep: not part of a trial's cost
     result = PerfResult(len(test), settings.decode.steps, device)
-    result.seconds["harness"], trial = _timed(device, lambda: evaluator.evaluate(settings))
+    with timed(result.seconds, "harness"):
+        trial = evaluator.evaluate(settings)
     result.peak_rss_gb = peak_rss_gb()
     result.fid_harness = [trial.curve[s].fid for s in sorted(trial.curve)]
     if phases:
         result.seconds.update(pure_phases(evaluator, settings))
     if reference:
-        result.seconds["reference"], (fids, tokens) = _timed(
-            device, lambda: reference_workflow(test, settings, evaluator, progress))
+        with timed(result.seconds, "reference"):
+            fids, tokens = reference_workflow(test, settings, evaluator, progress)
         result.fid_reference = fids
         result.tokens_equal = bool(torch.equal(tokens, evaluator.decode(settings).filled))
     return result

@@ -212,9 +212,9 @@ def _unknown_counts(provenance: dict[str, str]) -> np.ndarray | None:
         count = int(provenance["n_images"])
     except (BenchError, OSError, ValueError, KeyError):
         return None
-    if test.content_hash() != provenance["data_hash"] and len(test) > count:
+    if count < len(test):  # the sweep's --limit: its first `count` images
         test = test.subset(count)
-    if test.content_hash() != provenance["data_hash"]:
+    if test.content_hash() != provenance["data_hash"]:  # the folder changed since
         return None
     return pixel_holes_to_token_unknown(test.holes).sum(1).numpy()
 

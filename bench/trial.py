@@ -246,7 +246,8 @@ class Evaluator:
     def baselines(self) -> dict[str, dict[str, float]]:
         """{name: {fid, kid}} of the fills that learn nothing (bench.baselines): the reference rows of
         sweeps and reports; computed once per (data, protocol) and cached on disk."""
-        path = cache_home() / "baselines" / f"{self.data_hash}-{self.protocol}-{self.extractor.weights_sha[:16]}.json"
+        extractor = hashlib.sha256(self.extractor.cache_key.encode()).hexdigest()[:16]
+        path = cache_home() / "baselines" / f"{self.data_hash}-{self.protocol}-{extractor}.json"
         try:
             stored = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -321,13 +322,13 @@ class Evaluator:
     def _compute(self, settings: TrialSettings, needed: list[int], on_step: StepCallback | None) -> TrialResult:
         seconds = dict.fromkeys(("decode", "pixels", "fid"), 0.0)
         started = time.perf_counter()
-        with _timed(seconds, "decode"):
+        with timed(seconds, "decode"):
             decoded = self.decode(settings)
         curve = {}
         for step in needed:
-            with _timed(seconds, "pixels"):
+            with timed(seconds, "pixels"):
                 images = self.images(decoded.filled[step - 1], settings)
-            with _timed(seconds, "fid"):
+            with timed(seconds, "fid"):
                 result = fid_score(self.reference, images, extractor=self.extractor)
             curve[step] = StepScore(step, result.fid, result.kid_mean, result.kid_std)
             if on_step:
@@ -366,13 +367,13 @@ def latent_mask_image(unknown: Tensor, masked: Tensor, token_size: int = 4) -> T
 
 
 @contextmanager
-def _timed(seconds: dict[str, float], phase: str):
+def timed(seconds: dict[str, float], phase: str):
     """Add the wall time of the block to seconds[phase] (waiting for queued GPU work)."""
     start = time.perf_counter()
     yield
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    seconds[phase] += time.perf_counter() - start
+    seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - start
 
 
 # --- caches ---------------------------------------------------------------------------------
