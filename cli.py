@@ -282,7 +282,7 @@ def sweep(
     confidence: str | None = typer.Option(None, help="Confidence of a sample: log (log p, MaskGIT) or prob "
                                                      "(p, the seed report's), or log,prob. Default: log."),
     composite: str | None = typer.Option(None, help="Paste decoded pixels into the holes of the input: off, "
-                                                    "hard, feather, or a choice. Default: off."),
+                                                    "hard, feather, seamless (Poisson cloning), or a choice. Default: off."),
     feather: str | None = typer.Option(None, help=f"Blend width in pixels for composite feather: {_SPEC}. "
                                                   "Default: 2."),
     dilation: str | None = typer.Option(None, help=f"Widen the unknown tokens by whole tokens: {_SPEC}. "
@@ -424,7 +424,7 @@ def inpaint_command(
     sampling: str | None = typer.Option(None, help="on (categorical) or off (argmax). Default: on."),
     sampling_temperature: str | None = typer.Option(None, help="Softmax temperature. Default: 1.0."),
     confidence: str | None = typer.Option(None, help="log or prob. Default: log."),
-    composite: str | None = typer.Option(None, help="off, hard or feather. Default: off."),
+    composite: str | None = typer.Option(None, help="off, hard, feather or seamless. Default: off."),
     feather: str | None = typer.Option(None, help="Blend width in pixels for composite feather. Default: 2."),
     dilation: str | None = typer.Option(None, help="Widen the unknown tokens by whole tokens. Default: 0."),
     seed: str | None = typer.Option(None, help="Seed of the per-image random streams. Default: 0."),
@@ -472,6 +472,8 @@ def evaluate_command(
     sweet_spot: int | None = typer.Option(None, min=1, help="Score the multi-step row at this step only (one FID "
                                                             "instead of T, e.g. the best step a sweep found). "
                                                             "Default: every step, the best reported."),
+    composite: str = typer.Option("seamless", help="How the decoding rows paste decoded pixels into the holes: "
+                                                   "hard, feather or seamless (Poisson cloning). Default: seamless."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ... Default: auto."),
     batch_size: int = typer.Option(64, min=1, help="Images per batch. Default: 64."),
     out: Path | None = typer.Option(None, help="Also write the numbers as JSON here. Default: print only."),
@@ -488,9 +490,9 @@ def evaluate_command(
 
     try:
         best = TrialSettings(DecodeConfig(schedule=schedule, steps=steps, choice_temperature=choice_temperature),
-                             composite="hard", sweet_spot=sweet_spot)
+                             composite=composite, sweet_spot=sweet_spot)
     except ValueError as exc:
-        raise BenchError(f"--schedule/--steps/--sweet-spot: {exc}") from None
+        raise BenchError(f"--schedule/--steps/--sweet-spot/--composite: {exc}") from None
     report = evaluate_checkpoint(checkpoint, None if data is None else str(data), limit, device, batch_size, best, out)
     for line in format_quality(report):
         typer.echo(line)

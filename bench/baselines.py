@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
+
+from maskgit.pixels import harmonic_interpolate
 
 BASELINES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {}
 
@@ -28,27 +29,5 @@ def grey_fill(masked: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
 
 
 @register_baseline("harmonic")
-def harmonic_fill(masked: torch.Tensor, holes: torch.Tensor, iterations: int = 100) -> torch.Tensor:
-    """Jacobi iterations of the 4-neighbour average inside the holes, coarse-to-fine so that wide
-    holes converge: each level starts from the upsampled solution of the level below, so a
-    hundred iterations per level suffice."""
-    known = ~holes.unsqueeze(1)
-    image = masked.float()
-    return _harmonic(image, known, iterations).round().clamp(0, 255).to(torch.uint8)
-
-
-def _harmonic(image: torch.Tensor, known: torch.Tensor, iterations: int) -> torch.Tensor:
-    if image.shape[-1] > 8:
-        weight = F.avg_pool2d(known.float(), 2)
-        coarse_image = F.avg_pool2d(image * known, 2) / weight.clamp(min=1e-6)
-        coarse = _harmonic(coarse_image, weight > 0, iterations)
-        start = F.interpolate(coarse, scale_factor=2, mode="nearest")
-    else:
-        start = (image * known).sum((2, 3), keepdim=True) / known.sum((2, 3), keepdim=True).clamp(min=1)
-        start = start.expand_as(image)
-    x = torch.where(known, image, start)
-    for _ in range(iterations):
-        padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
-        average = (padded[..., :-2, 1:-1] + padded[..., 2:, 1:-1] + padded[..., 1:-1, :-2] + padded[..., 1:-1, 2:]) / 4
-        x = torch.where(known, image, average)
-    return x
+def harmonic_fill(masked: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
+    return harmonic_interpolate(masked, ~holes.unsqueeze(1)).round().clamp(0, 255).to(torch.uint8)

@@ -35,6 +35,7 @@ from bench.baselines import BASELINES
 from bench.data import TestSet, cache_home
 from bench.errors import BenchError
 from bench.fid import FIDReference, InceptionFeatures, atomic_write, fid_score
+from maskgit.decoding import COMPOSITES as DECODED_COMPOSITES
 from maskgit.decoding import (DecodeConfig, DecodeResult, composite, dilate_tokens, image_generators,
                               inpaint_tokens, pixel_holes_to_token_unknown)
 from maskgit.model import MaskGIT
@@ -42,7 +43,7 @@ from maskgit.pixels import image_grid
 from maskgit.training import encode_dataset
 
 AUTO = "auto"  # the sweet spot as a setting: the best step of the FID curve
-COMPOSITES = ("off", "hard", "feather")
+COMPOSITES = ("off", *DECODED_COMPOSITES)
 FIGURE_ROWS = 4  # test images shown in the progression and latent-mask figures
 FIGURES = ("progression.png", "latent_mask.png")
 RESULT_FORMAT = 2  # bump when cached results stop meaning the same thing
@@ -57,7 +58,7 @@ class TrialSettings:
 
     decode: DecodeConfig = DecodeConfig()
     sweet_spot: int | None = None  # None: auto, the best step of the curve; else the output step s
-    composite: str = "off"  # off | hard | feather: ground-truth pixels outside the holes
+    composite: str = "off"  # off | hard | feather | seamless: ground-truth pixels outside the holes
     feather: int = 2  # pixels of the blend ramp when composite = feather
     seed: int = 0  # of the per-image random streams
 
@@ -295,8 +296,8 @@ class Evaluator:
                                  for part in tokens.split(self.batch_size)])
         if settings.composite == "off":
             return decoded
-        feather = settings.feather if settings.composite == "feather" else 0
-        return composite(decoded, self.test.masked[index], self.test.holes[index], feather=feather)
+        masked, holes = self.test.masked[index], self.test.holes[index]
+        return composite(decoded, masked, holes, settings.composite, settings.feather)
 
     def _autocast(self):
         """bf16 for the transformer and the VQGAN on CUDA (the FID features stay fp32); fp32 on the CPU."""

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from maskgit.pixels import harmonic_interpolate
 from maskgit.schedules import get_schedule, masked_counts
 
 ANNEALS: dict[str, Callable[[float], float]] = {
@@ -298,26 +299,58 @@ def inpaint_tokens(
 # ---------------------------------------------------------------- pixels
 
 
-def composite(decoded: Tensor, reference: Tensor, holes: Tensor, feather: int = 0) -> Tensor:
-    """Reference pixels outside the holes, decoded ones inside; uint8 [N, 3, H, W].
+Composite = Callable[[Tensor, Tensor, Tensor, int], Tensor]
+COMPOSITES: dict[str, Composite] = {}
+
+
+def register_composite(name: str):
+    """Add a way of pasting decoded pixels into the holes: fn(decoded, reference, holes [N, 1, H, W], feather)
+    -> float or uint8 [N, 3, H, W]; pixels outside the holes are reset to the reference afterwards."""
+    def add(fn: Composite) -> Composite:
+        COMPOSITES[name] = fn
+        return fn
+    return add
+
+
+def composite(decoded: Tensor, reference: Tensor, holes: Tensor, mode: str = "hard", feather: int = 2) -> Tensor:
+    """Reference pixels outside the holes, decoded ones inside (blended as `mode` says); uint8 [N, 3, H, W].
 
     The reference can be the masked input: its pixels outside the holes are the ground truth.
-    With feather > 0 the blend ramps inside each hole over `feather` pixels (decoded weight
-    k / (feather + 1) at Chebyshev distance k from the nearest known pixel), so pixels outside
-    the holes stay exactly the reference and seams soften without leaking into known pixels.
     """
+    if mode not in COMPOSITES:
+        raise ValueError(f"composite '{mode}' is unknown; known: {', '.join(COMPOSITES)}")
     if decoded.dtype != torch.uint8 or reference.dtype != torch.uint8 or decoded.shape != reference.shape:
         raise ValueError("decoded and reference must be uint8 tensors of the same shape [N, 3, H, W]")
     if holes.dtype != torch.bool or holes.shape != (decoded.shape[0], *decoded.shape[2:]):
         raise ValueError(f"holes must be a bool tensor [N, H, W] matching the images, got {tuple(holes.shape)}")
-    if not isinstance(feather, int) or feather < 0:
-        raise ValueError(f"feather must be an integer >= 0, got {feather}")
+    if not isinstance(feather, int) or feather < 1:
+        raise ValueError(f"feather must be an integer >= 1, got {feather}")
     holes = holes.to(decoded.device)[:, None]
-    if feather == 0:
-        return torch.where(holes, decoded, reference)
+    pasted = COMPOSITES[mode](decoded, reference, holes, feather)
+    return torch.where(holes, pasted.round().clamp(0, 255).to(torch.uint8), reference)
+
+
+@register_composite("hard")
+def hard_composite(decoded: Tensor, reference: Tensor, holes: Tensor, feather: int) -> Tensor:
+    return decoded
+
+
+@register_composite("feather")
+def feathered_composite(decoded: Tensor, reference: Tensor, holes: Tensor, feather: int) -> Tensor:
+    """The blend ramps inside each hole over `feather` pixels (decoded weight k / (feather + 1) at
+    Chebyshev distance k from the nearest known pixel), so seams soften without leaking into known pixels."""
     weight = _hole_depth(holes.float(), feather) / (feather + 1)
-    blended = weight * decoded.float() + (1 - weight) * reference.float()
-    return blended.round().clamp(0, 255).to(torch.uint8)
+    return weight * decoded.float() + (1 - weight) * reference.float()
+
+
+@register_composite("seamless")
+def seamless_composite(decoded: Tensor, reference: Tensor, holes: Tensor, feather: int) -> Tensor:
+    """Poisson cloning: inside the holes the decoded pixels keep their gradients (the detail the
+    model made) while a harmonic correction, interpolated from the differences on the known pixels,
+    takes away the colour seam at the hole border (membrane interpolation, Farbman et al. 2009)."""
+    known = ~holes
+    difference = reference.float() - decoded.float()
+    return decoded.float() + harmonic_interpolate(torch.where(known, difference, 0.0), known)
 
 
 def _hole_depth(holes: Tensor, limit: int) -> Tensor:

@@ -7,6 +7,7 @@ normalised with the per-channel mean/std stored in its VQGAN config.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def to_model(images: torch.Tensor, mean, std) -> torch.Tensor:
@@ -32,3 +33,26 @@ def image_grid(rows: list[torch.Tensor], pad: int = 2) -> torch.Tensor:
             top, left = pad + i * (h + pad), pad + j * (w + pad)
             grid[:, top:top + h, left:left + w] = row[j].cpu()
     return grid
+
+
+def harmonic_interpolate(values: torch.Tensor, known: torch.Tensor, iterations: int = 100) -> torch.Tensor:
+    """Float [N, C, H, W] equal to `values` where `known` [N, 1, H, W] and harmonic elsewhere.
+
+    The solution of Laplace's equation with the known pixels as boundary values, by Jacobi
+    iterations of the 4-neighbour average, coarse to fine so that wide holes converge: each level
+    starts from the upsampled solution of the level below, so a hundred iterations per level suffice.
+    """
+    values = values.float()
+    if values.shape[-1] > 8:
+        weight = F.avg_pool2d(known.float(), 2)
+        coarse_values = F.avg_pool2d(values * known, 2) / weight.clamp(min=1e-6)
+        start = F.interpolate(harmonic_interpolate(coarse_values, weight > 0, iterations), scale_factor=2, mode="nearest")
+    else:
+        start = (values * known).sum((2, 3), keepdim=True) / known.sum((2, 3), keepdim=True).clamp(min=1)
+        start = start.expand_as(values)
+    x = torch.where(known, values, start)
+    for _ in range(iterations):
+        padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        average = (padded[..., :-2, 1:-1] + padded[..., 2:, 1:-1] + padded[..., 1:-1, :-2] + padded[..., 1:-1, 2:]) / 4
+        x = torch.where(known, values, average)
+    return x

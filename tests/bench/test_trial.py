@@ -77,7 +77,7 @@ def test_decoding_does_not_depend_on_the_batch_size(bench_home, tiny_checkpoint,
 def test_composite_keeps_the_known_pixels(bench_home, tiny_checkpoint, tiny_test_set):
     evaluator = make_evaluator(tiny_checkpoint, tiny_test_set)
     test = evaluator.test
-    for composite in ("hard", "feather"):
+    for composite in ("hard", "feather", "seamless"):
         settings = TrialSettings(DecodeConfig(steps=2), composite=composite)
         images = evaluator.images(evaluator.decode(settings).filled[-1], settings)
         known = ~test.holes[:, None].expand_as(images)

@@ -314,7 +314,7 @@ def test_hard_composite(images):
 
 def test_feathered_composite_keeps_known_pixels_and_softens_the_border(images):
     decoded, reference, holes = images
-    out = composite(decoded, reference, holes, feather=3)
+    out = composite(decoded, reference, holes, "feather", feather=3)
     inside = holes[:, None].expand_as(out)
     assert torch.equal(out[~inside], reference[~inside])
     assert torch.equal(out[0, :, 14:36, 24:46], decoded[0, :, 14:36, 24:46])  # 4+ pixels deep
@@ -324,10 +324,33 @@ def test_feathered_composite_keeps_known_pixels_and_softens_the_border(images):
     assert torch.equal(out[1, :, 0:12, 0:64], decoded[1, :, 0:12, 0:64])
 
 
+def test_seamless_composite_keeps_the_decoded_detail_and_removes_the_seam(images):
+    """Decoded = reference + a smooth offset inside the hole + detail: the offset (the seam) goes,
+    the detail stays; with no offset the seamless paste is the hard paste."""
+    _, reference, holes = images
+    holes = holes[:1]
+    g = torch.Generator().manual_seed(5)
+    detail = torch.randint(-20, 21, (1, 3, 64, 64), generator=g)
+    smooth = reference[:1].float().mean((2, 3), keepdim=True).expand(1, 3, 64, 64).round()
+    truth = (smooth + detail).clamp(0, 215)
+    reference = torch.where(holes[:, None], 128, truth).to(torch.uint8)
+    decoded = (truth + 40).to(torch.uint8)  # the model's colour is off by 40 everywhere
+    hard = composite(decoded, reference, holes, "hard")
+    seamless = composite(decoded, reference, holes, "seamless")
+    inside = holes[:, None].expand_as(hard)
+    assert torch.equal(seamless[~inside], reference[~inside])
+    assert (hard[inside].float() - truth[inside]).abs().mean() == pytest.approx(40, abs=0.5)
+    assert (seamless[inside].float() - truth[inside]).abs().max() <= 1
+    aligned = truth.to(torch.uint8)
+    assert torch.equal(composite(aligned, reference, holes, "seamless"), composite(aligned, reference, holes, "hard"))
+
+
 def test_composite_rejects_bad_inputs(images):
     decoded, reference, holes = images
-    with pytest.raises(ValueError, match="feather must be an integer >= 0, got -1"):
-        composite(decoded, reference, holes, feather=-1)
+    with pytest.raises(ValueError, match="feather must be an integer >= 1, got 0"):
+        composite(decoded, reference, holes, "feather", feather=0)
+    with pytest.raises(ValueError, match="composite 'blur' is unknown; known: hard, feather, seamless"):
+        composite(decoded, reference, holes, "blur")
     with pytest.raises(ValueError, match="uint8"):
         composite(decoded.float(), reference, holes)
     with pytest.raises(ValueError, match="holes"):
