@@ -298,8 +298,8 @@ def sweep(
     limit: int | None = typer.Option(None, help="Use the first N test images. Default: 32 on the embedded "
                                                 "benchmark (it has 256), all with --data."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ... Default: auto."),
-    batch_size: int = typer.Option(64, help="Images decoded per batch (results do not depend on it). "
-                                            "Default: 64."),
+    batch_size: int | None = typer.Option(None, help="Images decoded per batch (results do not depend on "
+                                                            "it). Default: 8 on the CPU, 256 on CUDA."),
     protocol: str = typer.Option("tf", help="FID resize protocol: tf or lab (see `bench fid`). Default: tf."),
     n_trials: int | None = typer.Option(None, help="Finished trials the study should have; resuming runs only "
                                                    "the missing ones. Default: 4; grid: every point."),
@@ -392,7 +392,8 @@ def perf(
                                                  "tiny), for timing only. Default: none."),
     schedule: str = typer.Option("cosine", help="Mask schedule of the timed trial. Default: cosine."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, ... Default: auto."),
-    batch_size: int = typer.Option(64, help="Images per decoding batch of the harness. Default: 64."),
+    batch_size: int | None = typer.Option(None, help="Images per decoding batch of the harness. "
+                                                            "Default: 8 on the CPU, 256 on CUDA."),
     reference: bool = typer.Option(True, "--reference/--no-reference", help="Also time the reference workflow "
                                                                             "(slow: batch 1, T FIDs). Default: on."),
     phases: bool = typer.Option(True, "--phases/--no-phases", help="Also time the pure compute phases alone "
@@ -433,7 +434,8 @@ def inpaint_command(
     checkpoint: str | None = typer.Option(None, help="Checkpoint folder or shipped name. Default: toyfaces."),
     limit: int | None = typer.Option(None, help="The first N test images. Default: all (embedded: 32)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ... Default: auto."),
-    batch_size: int = typer.Option(64, help="Images decoded per batch. Default: 64."),
+    batch_size: int | None = typer.Option(None, help="Images decoded per batch. Default: 8 on the CPU, "
+                                                            "256 on CUDA."),
     protocol: str | None = typer.Option(None, help="FID protocol: tf or lab. Default: tf (or the replayed run's)."),
     tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store of --from-run. "
                                                                  "Default: sqlite:///mlflow.db."),
@@ -475,7 +477,8 @@ def evaluate_command(
     composite: str = typer.Option("seamless", help="How the decoding rows paste decoded pixels into the holes: "
                                                    "hard, feather or seamless (Poisson cloning). Default: seamless."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ... Default: auto."),
-    batch_size: int = typer.Option(64, min=1, help="Images per batch. Default: 64."),
+    batch_size: int | None = typer.Option(None, min=1, help="Images per batch. Default: 8 on the CPU, 256 on "
+                                                            "CUDA."),
     out: Path | None = typer.Option(None, help="Also write the numbers as JSON here. Default: print only."),
 ):
     """Measure a trained model for its model card: VQGAN reconstruction PSNR/FID and codebook usage,

@@ -65,7 +65,7 @@ class InpaintOutcome:
 
 def inpaint(options: Mapping[str, str | None], out: Path, *, sweet_spot: int | None = None, from_run: str | None = None,
             tracking_uri: str = DEFAULT_TRACKING_URI, data: str | None = None, checkpoint: str | None = None,
-            limit: int | None = None, device: str = "auto", batch_size: int = 64, protocol: str | None = None,
+            limit: int | None = None, device: str = "auto", batch_size: int | None = None, protocol: str | None = None,
             overwrite: bool = False, progress: bool = True) -> InpaintOutcome:
     """Decode the test set with one configuration and write the output at one sweet spot as PNGs."""
     _check_out(out, overwrite)

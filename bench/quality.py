@@ -85,7 +85,7 @@ def format_quality(report: dict) -> list[str]:
     return lines
 
 
-def evaluate_checkpoint(checkpoint: str, data: str | None, limit: int | None, device: str, batch_size: int,
+def evaluate_checkpoint(checkpoint: str, data: str | None, limit: int | None, device: str, batch_size: int | None,
                         best: TrialSettings, out: Path | None) -> dict:
     """`bench evaluate`: the model card's numbers for a checkpoint on a benchmark's test set."""
     from bench.study import checked_device, load_data, load_model

@@ -125,7 +125,7 @@ class SweepConfig:
     checkpoint: str = DEFAULT_CHECKPOINT
     seed: int = 0  # of the samplers (worker i uses seed + i)
     device: str = "auto"
-    batch_size: int = 64
+    batch_size: int | None = None  # None: default_batch_size(device)
     protocol: str = "tf"
     cache: bool = True
     progress: bool = True
@@ -823,7 +823,7 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
     parent_tags = {**_run_tags(config, evaluator), "sampler": config.sampler_name, "objective": config.objective}
     parent_id = client.create_run(experiment_id, run_name=f"sweep-{datetime.now():%Y%m%d-%H%M%S}",
                                   tags=parent_tags).info.run_id
-    _log_sweep_params(client, parent_id, config, evaluator.test, trials)
+    _log_sweep_params(client, parent_id, config, evaluator, trials)
     client.log_batch(parent_id, metrics=_baseline_metrics(evaluator.baselines))
     try:
         if trials and config.workers == 1:
@@ -858,12 +858,13 @@ def _run_params(config: SweepConfig, test: TestSet) -> dict[str, object]:
             "checkpoint": str(checkpoint.resolve()) if checkpoint.exists() else config.checkpoint}
 
 
-def _log_sweep_params(client, run_id: str, config: SweepConfig, test: TestSet, trials: int) -> None:
+def _log_sweep_params(client, run_id: str, config: SweepConfig, evaluator: Evaluator, trials: int) -> None:
     from mlflow.entities import Param
 
-    params = {**_run_params(config, test), "sampler": config.sampler_name, "objective": config.objective,
+    batch_size = evaluator.batch_size
+    params = {**_run_params(config, evaluator.test), "sampler": config.sampler_name, "objective": config.objective,
               "pruner": config.pruner, "n_trials": config.n_trials, "timeout": config.timeout,
-              "workers": config.workers, "trials_planned": trials, "batch_size": config.batch_size,
+              "workers": config.workers, "trials_planned": trials, "batch_size": batch_size,
               "search_space": json.dumps(config.space.describe())}
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
 

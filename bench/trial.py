@@ -211,11 +211,18 @@ StepCallback = Callable[[StepScore], None]
 # --- the evaluator --------------------------------------------------------------------------
 
 
+def default_batch_size(device: str) -> int:
+    """Images per transformer/VQGAN batch: small on the CPU, where batches beyond ~8 fall out of the
+    caches and get slower per image (benchmarks/batch_speed.py), large on accelerators."""
+    return 8 if torch.device(device).type == "cpu" else 256
+
+
 class Evaluator:
     """Evaluates trials of one model on one test set; what does not change between trials is made once."""
 
     def __init__(self, model: MaskGIT, checkpoint_sha: str, test: TestSet, *, device: str = "cpu",
-                 batch_size: int = 64, protocol: str = "tf", cache: bool = True, progress: bool = True):
+                 batch_size: int | None = None, protocol: str = "tf", cache: bool = True, progress: bool = True):
+        batch_size = default_batch_size(device) if batch_size is None else batch_size
         if batch_size < 1:
             raise BenchError(f"--batch-size must be at least 1 (got {batch_size})")
         self.model = model.to(device).eval()
@@ -325,27 +332,32 @@ class Evaluator:
         started = time.perf_counter()
         with timed(seconds, "decode"):
             decoded = self.decode(settings)
-        curve = {}
+        curve, shown = {}, {}  # shown: each scored step's first images, which the figures reuse
         for step in needed:
             with timed(seconds, "pixels"):
                 images = self.images(decoded.filled[step - 1], settings)
+            shown[step] = images[:FIGURE_ROWS]
             with timed(seconds, "fid"):
                 result = fid_score(self.reference, images, extractor=self.extractor)
             curve[step] = StepScore(step, result.fid, result.kid_mean, result.kid_std)
             if on_step:
                 on_step(curve[step])
-        progression, latent_mask = self._figures(decoded, settings)
+        progression, latent_mask = self._figures(decoded, settings, shown)
         seconds["total"] = time.perf_counter() - started
         return TrialResult(settings, curve, seconds, len(self.test), self.provenance(), progression, latent_mask)
 
-    def _figures(self, decoded: DecodeResult, settings: TrialSettings) -> tuple[Tensor, Tensor]:
+    def _figures(self, decoded: DecodeResult, settings: TrialSettings,
+                 shown: dict[int, Tensor]) -> tuple[Tensor, Tensor]:
         """For the first few test images: (masked input, output at each step, ground truth) and
-        (token mask before decoding, after each step)."""
+        (token mask before decoding, after each step); `shown` has the outputs of the scored steps."""
         rows = slice(0, min(FIGURE_ROWS, len(self.test)))
-        count, steps = rows.stop, settings.steps
-        every_step = decoded.filled[:, rows].reshape(steps * count, -1)  # one decoder call: each has a fixed cost
-        outputs = self.images(every_step, settings, torch.arange(count).repeat(steps))
-        outputs = outputs.reshape(steps, count, *outputs.shape[1:])
+        count = rows.stop
+        missing = [step for step in range(1, settings.steps + 1) if step not in shown]
+        if missing:  # one decoder call for all: each call has a fixed cost
+            tokens = decoded.filled[[step - 1 for step in missing], rows].reshape(len(missing) * count, -1)
+            images = self.images(tokens, settings, torch.arange(count).repeat(len(missing)))
+            shown = {**shown, **dict(zip(missing, images.split(count)))}
+        outputs = [shown[step] for step in range(1, settings.steps + 1)]
         progression = torch.stack([self.test.masked[rows], *outputs, self.test.gt[rows]], dim=1)
         unknown = pixel_holes_to_token_unknown(self.test.holes[rows])
         if settings.decode.dilation:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .checkpoints import LATEST_FILE, load_state, save_checkpoint
 from .model import MaskGIT
-from .pixels import image_grid, to_model, to_uint8
+from .pixels import image_grid, to_model
 from .schedules import get_schedule
 from .vqgan import PatchDiscriminator
 

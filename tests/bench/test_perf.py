@@ -52,7 +52,8 @@ def test_cli_perf_harness_only_prints_its_time_and_peak_memory(tiny_test_set, be
 
 @pytest.mark.parametrize("options, message", [
     (["--preset", "huge"], "error: --preset huge: unknown, expected one of lab, small, tiny"),
-    (["--steps", "0"], "error: --steps must be >= 1, --limit >= 2, --batch-size >= 1 (got 0, 64, 64)"),
+    (["--steps", "0"], "error: --steps must be >= 1 and --limit >= 2 (got 0, 64)"),
+    (["--batch-size", "0"], "error: --batch-size must be at least 1 (got 0)"),
     (["--schedule", "nope", "--preset", "tiny"], "error: --schedule nope: "),
 ])
 def test_cli_perf_bad_options_are_one_line_errors(options, message, tiny_test_set):

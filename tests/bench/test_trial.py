@@ -132,6 +132,16 @@ def test_a_trial_computes_the_curve_once_and_answers_again_from_the_cache(cold_h
     assert at_one.final_fid == result.final_fid
 
 
+def test_figures_are_the_same_whichever_steps_were_scored(bench_home, tiny_checkpoint, tiny_test_set):
+    """The figures reuse the scored steps' pixels and decode the others: same picture either way."""
+    evaluator = make_evaluator(tiny_checkpoint, tiny_test_set, cache=False)
+    every_step = evaluator.evaluate(CURVE_SETTINGS)
+    one_step = evaluator.evaluate(TrialSettings(CURVE_SETTINGS.decode, sweet_spot=2, seed=CURVE_SETTINGS.seed))
+    assert sorted(one_step.curve) == [2]
+    assert torch.equal(one_step.progression, every_step.progression)
+    assert torch.equal(one_step.latent_mask, every_step.latent_mask)
+
+
 def test_an_interrupted_trial_caches_nothing(cold_home, tiny_checkpoint, tiny_test_set, stand_in_fid, monkeypatch):
     from bench import trial
 
