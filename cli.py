@@ -474,8 +474,9 @@ def evaluate_command(
     sweet_spot: int | None = typer.Option(None, min=1, help="Score the multi-step row at this step only (one FID "
                                                             "instead of T, e.g. the best step a sweep found). "
                                                             "Default: every step, the best reported."),
-    composite: str = typer.Option("seamless", help="How the decoding rows paste decoded pixels into the holes: "
-                                                   "hard, feather or seamless (Poisson cloning). Default: seamless."),
+    composite: str = typer.Option("hard,seamless", help="How the decoding rows paste decoded pixels into the holes, "
+                                                        "one pair of rows each: hard, feather, seamless (Poisson "
+                                                        "cloning). Default: hard,seamless."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ... Default: auto."),
     batch_size: int | None = typer.Option(None, min=1, help="Images per batch. Default: 8 on the CPU, 256 on "
                                                             "CUDA."),
@@ -491,12 +492,16 @@ def evaluate_command(
     from bench.trial import TrialSettings
     from maskgit.decoding import DecodeConfig
 
+    composites = [name.strip() for name in composite.split(",")]
     try:
         best = TrialSettings(DecodeConfig(schedule=schedule, steps=steps, choice_temperature=choice_temperature),
-                             composite=composite, sweet_spot=sweet_spot)
+                             sweet_spot=sweet_spot)
+        for name in composites:
+            TrialSettings(composite=name)
     except ValueError as exc:
         raise BenchError(f"--schedule/--steps/--sweet-spot/--composite: {exc}") from None
-    report = evaluate_checkpoint(checkpoint, None if data is None else str(data), limit, device, batch_size, best, out)
+    report = evaluate_checkpoint(checkpoint, None if data is None else str(data), limit, device, batch_size, best,
+                                 composites, out)
     for line in format_quality(report):
         typer.echo(line)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -48,15 +49,18 @@ def masked_token_accuracy(evaluator: Evaluator, gt_tokens: torch.Tensor) -> floa
     return correct / max(total, 1)
 
 
-def model_quality(evaluator: Evaluator, best: TrialSettings) -> dict:
-    """Everything a model card reports, as a JSON-ready dict."""
+def model_quality(evaluator: Evaluator, best: TrialSettings, composites: Sequence[str] = ("hard",)) -> dict:
+    """Everything a model card reports, as a JSON-ready dict; the decoding rows once per composite
+    (`one_step_hard`, `best_hard`, ...)."""
     tokenizer, gt_tokens = tokenizer_quality(evaluator)
     one_step = dataclasses.replace(best, decode=dataclasses.replace(best.decode, steps=1), sweet_spot=None)
     rows = {name: dict(row) for name, row in evaluator.baselines.items()}
-    for name, settings in (("one_step", one_step), ("best", best)):
-        result = evaluator.evaluate(settings)
-        rows[name] = {"fid": result.best_fid, "kid": result.kid, "best_step": result.best_step,
-                      "settings": settings.params()}
+    for composite in composites:
+        for name, settings in (("one_step", one_step), ("best", best)):
+            settings = dataclasses.replace(settings, composite=composite)
+            result = evaluator.evaluate(settings)
+            rows[f"{name}_{composite}"] = {"fid": result.best_fid, "kid": result.kid, "best_step": result.best_step,
+                                           "settings": settings.params()}
     return {
         "n_test_images": len(evaluator.test),
         "protocol": evaluator.protocol,
@@ -81,12 +85,12 @@ def format_quality(report: dict) -> list[str]:
     ]
     for name, row in report["inpainting"].items():
         extra = f" (best step {row['best_step']})" if "best_step" in row else ""
-        lines.append(f"  {name:<10} FID {row['fid']:8.2f}  KID {row['kid']:.5f}{extra}")
+        lines.append(f"  {name:<18} FID {row['fid']:8.2f}  KID {row['kid']:.5f}{extra}")
     return lines
 
 
 def evaluate_checkpoint(checkpoint: str, data: str | None, limit: int | None, device: str, batch_size: int | None,
-                        best: TrialSettings, out: Path | None) -> dict:
+                        best: TrialSettings, composites: Sequence[str], out: Path | None) -> dict:
     """`bench evaluate`: the model card's numbers for a checkpoint on a benchmark's test set."""
     from bench.study import checked_device, load_data, load_model
 
@@ -94,7 +98,7 @@ def evaluate_checkpoint(checkpoint: str, data: str | None, limit: int | None, de
     evaluator = Evaluator(model, config["weights_sha256"], load_data(data, limit), device=checked_device(device),
                           batch_size=batch_size)
     report = {"checkpoint": checkpoint, "weights_sha256": config["weights_sha256"],
-              "data": data or "embedded toyfaces benchmark", **model_quality(evaluator, best)}
+              "data": data or "embedded toyfaces benchmark", **model_quality(evaluator, best, composites)}
     if out is not None:
         write_quality(report, out)
     return report
