@@ -861,10 +861,9 @@ def _run_params(config: SweepConfig, test: TestSet) -> dict[str, object]:
 def _log_sweep_params(client, run_id: str, config: SweepConfig, evaluator: Evaluator, trials: int) -> None:
     from mlflow.entities import Param
 
-    batch_size = evaluator.batch_size
     params = {**_run_params(config, evaluator.test), "sampler": config.sampler_name, "objective": config.objective,
               "pruner": config.pruner, "n_trials": config.n_trials, "timeout": config.timeout,
-              "workers": config.workers, "trials_planned": trials, "batch_size": batch_size,
+              "workers": config.workers, "trials_planned": trials, "batch_size": evaluator.batch_size,
               "search_space": json.dumps(config.space.describe())}
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
