@@ -282,7 +282,8 @@ def sweep(
     confidence: str | None = typer.Option(None, help="Confidence of a sample: log (log p, MaskGIT) or prob "
                                                      "(p, the seed report's), or log,prob. Default: log."),
     composite: str | None = typer.Option(None, help="Paste decoded pixels into the holes of the input: off, "
-                                                    "hard, feather, seamless (Poisson cloning), or a choice. Default: off."),
+                                                    "hard, feather, seamless (Poisson cloning), or a choice. "
+                                                    "Default: off."),
     feather: str | None = typer.Option(None, help=f"Blend width in pixels for composite feather: {_SPEC}. "
                                                   "Default: 2."),
     dilation: str | None = typer.Option(None, help=f"Widen the unknown tokens by whole tokens: {_SPEC}. "
@@ -298,8 +299,8 @@ def sweep(
     limit: int | None = typer.Option(None, help="Use the first N test images. Default: 32 on the embedded "
                                                 "benchmark (it has 256), all with --data."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ... Default: auto."),
-    batch_size: int | None = typer.Option(None, help="Images decoded per batch (results do not depend on "
-                                                            "it). Default: 8 on the CPU, 256 on CUDA."),
+    batch_size: int | None = typer.Option(None, help="Images decoded per batch (results do not depend on it). "
+                                                     "Default: 8 on the CPU, 256 on CUDA."),
     protocol: str = typer.Option("tf", help="FID resize protocol: tf or lab (see `bench fid`). Default: tf."),
     n_trials: int | None = typer.Option(None, help="Finished trials the study should have; resuming runs only "
                                                    "the missing ones. Default: 4; grid: every point."),
@@ -393,7 +394,7 @@ def perf(
     schedule: str = typer.Option("cosine", help="Mask schedule of the timed trial. Default: cosine."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, ... Default: auto."),
     batch_size: int | None = typer.Option(None, help="Images per decoding batch of the harness. "
-                                                            "Default: 8 on the CPU, 256 on CUDA."),
+                                                     "Default: 8 on the CPU, 256 on CUDA."),
     reference: bool = typer.Option(True, "--reference/--no-reference", help="Also time the reference workflow "
                                                                             "(slow: batch 1, T FIDs). Default: on."),
     phases: bool = typer.Option(True, "--phases/--no-phases", help="Also time the pure compute phases alone "
@@ -435,7 +436,7 @@ def inpaint_command(
     limit: int | None = typer.Option(None, help="The first N test images. Default: all (embedded: 32)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ... Default: auto."),
     batch_size: int | None = typer.Option(None, help="Images decoded per batch. Default: 8 on the CPU, "
-                                                            "256 on CUDA."),
+                                                     "256 on CUDA."),
     protocol: str | None = typer.Option(None, help="FID protocol: tf or lab. Default: tf (or the replayed run's)."),
     tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store of --from-run. "
                                                                  "Default: sqlite:///mlflow.db."),

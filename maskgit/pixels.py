@@ -46,7 +46,8 @@ def harmonic_interpolate(values: torch.Tensor, known: torch.Tensor, iterations: 
     if values.shape[-1] > 8:
         weight = F.avg_pool2d(known.float(), 2)
         coarse_values = F.avg_pool2d(values * known, 2) / weight.clamp(min=1e-6)
-        start = F.interpolate(harmonic_interpolate(coarse_values, weight > 0, iterations), scale_factor=2, mode="nearest")
+        coarse = harmonic_interpolate(coarse_values, weight > 0, iterations)
+        start = F.interpolate(coarse, scale_factor=2, mode="nearest")
     else:
         start = (values * known).sum((2, 3), keepdim=True) / known.sum((2, 3), keepdim=True).clamp(min=1)
         start = start.expand_as(values)
