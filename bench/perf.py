@@ -168,23 +168,24 @@ def perf_lines(result: PerfResult) -> list[str]:
     def verdict(ok: bool) -> str:
         return "meets target" if ok else "MISSES target"
 
+    def part(label: str, seconds: float) -> str:
+        """An indented row: the seconds of one part of the line above."""
+        return f"    {label:<24}{seconds:9.2f} s"
+
     lines = [f"bench perf: {result.n_images} images, T = {result.steps}, device {result.device}",
              f"  harness trial             {s['harness']:9.2f} s   "
              f"({result.image_steps_per_second:.1f} images*steps/s)"]
     if result.overhead is not None:
-        lines += [f"    transformer steps alone {s['transformer']:9.2f} s",
-                  f"    VQGAN decodes alone     {s['vqgan_decode']:9.2f} s",
-                  f"    Inception passes alone  {s['inception']:9.2f} s",
-                  f"    sum of pure phases      {result.phases:9.2f} s",
+        lines += [part("transformer steps alone", s["transformer"]), part("VQGAN decodes alone", s["vqgan_decode"]),
+                  part("Inception passes alone", s["inception"]), part("sum of pure phases", result.phases),
                   f"  overhead harness / phases {result.overhead:9.3f} x   "
                   f"({verdict(result.overhead <= TARGET_OVERHEAD)} <= {TARGET_OVERHEAD})"]
     lines.append(f"  peak resident memory      {result.peak_rss_gb:9.2f} GB  "
                  f"({verdict(result.peak_rss_gb < TARGET_PEAK_GB)} < {TARGET_PEAK_GB:g} GB)")
     if result.speedup is not None:
         lines += [f"  reference workflow        {s['reference']:9.2f} s",
-                  f"    batch-1 decoding        {s['reference_decoding']:9.2f} s",
-                  f"    Inception passes        {s['reference_inception']:9.2f} s",
-                  f"    FID arithmetic          {s['reference_fid']:9.2f} s",
+                  part("batch-1 decoding", s["reference_decoding"]), part("Inception passes", s["reference_inception"]),
+                  part("FID arithmetic", s["reference_fid"]),
                   f"  speedup reference/harness {result.speedup:9.2f} x   "
                   f"({verdict(result.speedup >= TARGET_SPEEDUP)} >= {TARGET_SPEEDUP:g})",
                   f"  same tokens: {'yes' if result.tokens_equal else 'NO'}; largest FID difference "
