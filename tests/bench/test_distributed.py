@@ -234,7 +234,8 @@ def trials_run_now(stdout: str) -> int:
 
 
 def held_trial(storage: optuna.storages.RDBStorage, study: str, worker: subprocess.Popen) -> FrozenTrial:
-    """The trial `worker` is running (held by its hook), once it runs one."""
+    """The trial `worker` is running (held by its hook), once it runs one: its MLflow run exists by then,
+    since the hook holds the evaluation, which starts after the run's id is recorded."""
 
     def running() -> FrozenTrial | None:
         if worker.poll() is not None:
@@ -244,7 +245,8 @@ def held_trial(storage: optuna.storages.RDBStorage, study: str, worker: subproce
         except KeyError:
             return None
         return next((t for t in storage.get_all_trials(study_id, states=(TrialState.RUNNING,))
-                     if t.user_attrs.get("worker", "").endswith(f":{worker.pid}")), None)
+                     if t.user_attrs.get("worker", "").endswith(f":{worker.pid}")
+                     and "mlflow_run_id" in t.user_attrs), None)
 
     return wait_until(running, WORKER_TIMEOUT, f"a RUNNING trial of worker {worker.pid}")
 
