@@ -26,7 +26,7 @@ def tokenizer_quality(evaluator: Evaluator) -> tuple[dict[str, float], torch.Ten
     """Reconstruction metrics on the test ground truth, and the ground truth's tokens."""
     test, model = evaluator.test, evaluator.model
     tokens = encode_dataset(model, test.gt, evaluator.batch_size)
-    recon = torch.cat([model.detokenize(part.to(evaluator.device)).cpu() for part in tokens.split(evaluator.batch_size)])
+    recon = evaluator.images(tokens, TrialSettings())  # the trials' own decode path (composite off)
     k = model.vqgan.cfg.num_codebook_vectors
     return {
         "reconstruction_psnr": psnr(recon, test.gt),

@@ -35,9 +35,8 @@ from bench.baselines import BASELINES
 from bench.data import TestSet, cache_home
 from bench.errors import BenchError
 from bench.fid import FIDReference, InceptionFeatures, atomic_write, fid_score
-from maskgit.decoding import COMPOSITES as DECODED_COMPOSITES
-from maskgit.decoding import (DecodeConfig, DecodeResult, composite, dilate_tokens, image_generators,
-                              inpaint_tokens, pixel_holes_to_token_unknown)
+from maskgit.decoding import (COMPOSITES as DECODED_COMPOSITES, DecodeConfig, DecodeResult, composite,
+                              dilate_tokens, image_generators, inpaint_tokens, pixel_holes_to_token_unknown)
 from maskgit.model import MaskGIT
 from maskgit.pixels import image_grid
 from maskgit.training import encode_dataset
