@@ -1,10 +1,11 @@
 """How fast is the FID feature pass here, and what does the cached per-step API save?
 
-Prints images/second of InceptionV3 on the CPU in fp32 with and without channels_last, then
-times a 4-step FID curve two ways: recomputing the reference for every step (what calling a
-two-folder FID per step amounts to) and `FIDReference` + `fid_curve` (reference features once,
-all steps in one batched pass). Uses real cat faces; the reference cache goes to a temporary
-folder.
+Prints images/second of InceptionV3 on the CPU in fp32, torch-fidelity's network as it ships vs
+the harness's (batch norms folded into the convolutions, channels_last), and how far apart their
+features are; then times a 4-step FID curve two ways: recomputing the reference for every step
+(what calling a two-folder FID per step amounts to) and `FIDReference` + `fid_curve` (reference
+features once, all steps in one batched pass). Uses real cat faces; the reference cache goes to
+a temporary folder.
 
     python -m benchmarks.fid_speed [--images 64] [--steps 4] [--faces /work/shared/catfaces/images]
 """
@@ -67,9 +68,13 @@ def main() -> None:
 
     gt = load_faces(args.faces, args.images)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.images} images 64x64")
-    for channels_last in (False, True):
-        extractor = InceptionFeatures("tf", device="cpu", channels_last=channels_last, progress=False)
-        print(f"feature pass, fp32{' + channels_last' if channels_last else ''}: {feature_rate(extractor, gt)}")
+    features = {}
+    for label, stock in (("torch-fidelity's network as it ships", True), ("harness network (folded)", False)):
+        extractor = InceptionFeatures("tf", device="cpu", stock=stock, progress=False)
+        print(f"feature pass, fp32, {label}: {feature_rate(extractor, gt)}")
+        features[stock] = extractor.features(gt)
+    difference = (features[True] - features[False]).abs().max() / features[True].abs().max()
+    print(f"  largest feature difference between the two: {difference:.1e} (relative to the largest feature)")
 
     extractor = InceptionFeatures("tf", progress=False)
     steps = noisy_steps(gt, args.steps)

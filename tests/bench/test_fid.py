@@ -226,6 +226,17 @@ def test_an_images_features_do_not_depend_on_the_images_sharing_its_pass(other_f
     assert torch.equal(together[[0, 9]], alone)
 
 
+def test_folded_network_has_no_batch_norm_and_gives_the_stock_features(other_faces):
+    folded, stock = InceptionFeatures(progress=False), InceptionFeatures(progress=False, stock=True)
+    fast, shipped = folded.features(other_faces[:8]), stock.features(other_faces[:8])
+    networks = [fid._inception(e.weights_path, "cpu", e.stock) for e in (folded, stock)]
+    norms = [sum(isinstance(m, torch.nn.BatchNorm2d) for m in n.modules()) for n in networks]
+    assert norms == [0, fid.INCEPTION_CONVOLUTIONS]
+    assert not torch.equal(fast, shipped)  # really a different computation...
+    assert (fast - shipped).abs().max() <= 1e-5 * shipped.abs().max()  # ...of the same function
+    assert folded.cache_key != stock.cache_key  # cached statistics never mix the two
+
+
 def test_fid_curve_equals_separate_fid_scores_in_one_feature_pass(gt_faces, other_faces, feature_calls):
     ref = FIDReference.load_or_compute(gt_faces)
     steps = [other_faces[:6], other_faces[6:], gt_faces[:6]]
