@@ -289,7 +289,7 @@ def fold_batchnorm(network: FeatureExtractorInceptionV3) -> FeatureExtractorInce
 @functools.lru_cache(maxsize=2)
 def _inception(weights: Path, device: str, stock: bool) -> FeatureExtractorInceptionV3:
     """Load the network once per (weights, device, variant): reference and predictions share it."""
-    network = _fidelity_network(weights).eval().to(device)
+    network = _fidelity_network(weights).to(device)
     if stock:
         return network
     fold_batchnorm(network)
