@@ -260,6 +260,8 @@ def import_lab(
 
 
 _SPEC = "8 (fixed), 5,8,13 (choice) or 4..16 (range; floats also 0.5..8:log, 0..1:0.25)"
+_COMPILE_HELP = ("Run the transformer and the VQGAN decoder through torch.compile: for CUDA; the first batches "
+                 "pay the compilation, and on 2-core CPUs it was no faster. Default: off.")
 
 
 @app.command("sweep")
@@ -322,6 +324,7 @@ def sweep(
                                         "storage. Default: 1."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse results of settings already evaluated "
                                                                 "on this model and data. Default: on."),
+    compiled: bool = typer.Option(False, "--compile/--no-compile", help=_COMPILE_HELP),
 ):
     """Run or resume an Optuna study of decoding settings: FID at every step, one MLflow run per trial.
 
@@ -339,7 +342,8 @@ def sweep(
                                 tracking_uri=tracking_uri, objective=objective, sampler=sampler, pruner=pruner,
                                 n_trials=n_trials, timeout=timeout, workers=workers,
                                 data=None if data is None else str(data), limit=limit, checkpoint=checkpoint,
-                                seed=seed, device=device, batch_size=batch_size, protocol=protocol, cache=cache)
+                                seed=seed, device=device, batch_size=batch_size, protocol=protocol, cache=cache,
+                                compiled=compiled)
     try:
         outcome = run_sweep(config)
     except KeyboardInterrupt:
@@ -399,6 +403,7 @@ def perf(
                                                                             "(slow: batch 1, T FIDs). Default: on."),
     phases: bool = typer.Option(True, "--phases/--no-phases", help="Also time the pure compute phases alone "
                                                                    "(as long again as the trial). Default: on."),
+    compiled: bool = typer.Option(False, "--compile/--no-compile", help=_COMPILE_HELP),
 ):
     """Benchmark one trial: harness vs the seed report's workflow, overhead vs pure compute, peak memory.
 
@@ -407,7 +412,7 @@ def perf(
     from bench.perf import perf_command, perf_lines
 
     result = perf_command(None if data is None else str(data), limit, steps, checkpoint, preset, device,
-                          batch_size, schedule, reference, phases)
+                          batch_size, schedule, reference, phases, compiled)
     for line in perf_lines(result):
         typer.echo(line)
 

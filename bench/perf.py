@@ -49,6 +49,7 @@ class PerfResult:
     fid_harness: list[float] = field(default_factory=list)
     fid_reference: list[float] = field(default_factory=list)
     tokens_equal: bool | None = None
+    compiled: bool = False  # the harness's transformer and VQGAN decoder ran through torch.compile
 
     @property
     def phases(self) -> float:
@@ -124,10 +125,14 @@ def stock_extractor(evaluator: Evaluator) -> InceptionFeatures:
 
 def warm_up(evaluator: Evaluator, settings: TrialSettings) -> None:
     """One batch through each network before any timing: a process's first calls pay one-off costs
-    (oneDNN kernel selection, allocator growth, thread start-up) that a sweep pays once, not per trial."""
+    (oneDNN kernel selection, allocator growth, thread start-up) that a sweep pays once, not per trial.
+    Compiled networks run one whole trial instead, so that every batch shape is compiled."""
+    if evaluator.compiled:
+        evaluator.evaluate(settings)
+        return
     tokens = evaluator.tokens[:evaluator.batch_size]
     with torch.inference_mode():
-        evaluator.model.transformer(tokens.to(evaluator.device))
+        evaluator.transformer(tokens.to(evaluator.device))
         images = evaluator.images(tokens, settings, slice(0, len(tokens)))
     evaluator.extractor.features(images)
 
@@ -146,13 +151,14 @@ def pure_phases(evaluator: Evaluator, settings: TrialSettings) -> dict[str, floa
 
 
 def run_perf(model: MaskGIT, checkpoint_sha: str, test: TestSet, settings: TrialSettings, *, device: str,
-             batch_size: int | None, reference: bool = True, phases: bool = True, progress: bool = True) -> PerfResult:
+             batch_size: int | None, reference: bool = True, phases: bool = True, progress: bool = True,
+             compiled: bool = False) -> PerfResult:
     """All the measurements, harness first (so the peak memory is the harness's)."""
     evaluator = Evaluator(model, checkpoint_sha, test, device=device, batch_size=batch_size, cache=False,
-                          progress=False)
+                          progress=False, compiled=compiled)
     evaluator.prepare()  # cached per (model, data) in a sweep: not part of a trial's cost
     warm_up(evaluator, settings)
-    result = PerfResult(len(test), settings.decode.steps, device)
+    result = PerfResult(len(test), settings.decode.steps, device, compiled=compiled)
     with timed(result.seconds, "harness"):
         trial = evaluator.evaluate(settings)
     result.peak_rss_gb = peak_rss_gb()
@@ -183,7 +189,8 @@ def perf_lines(result: PerfResult) -> list[str]:
         """An indented row: the seconds of one part of the line above."""
         return f"    {label:<24}{seconds:9.2f} s"
 
-    lines = [f"bench perf: {result.n_images} images, T = {result.steps}, device {result.device}",
+    compiled = ", transformer and VQGAN compiled" if result.compiled else ""
+    lines = [f"bench perf: {result.n_images} images, T = {result.steps}, device {result.device}{compiled}",
              f"  harness trial             {s['harness']:9.2f} s   "
              f"({result.image_steps_per_second:.1f} images*steps/s)"]
     if result.overhead is not None:
@@ -223,7 +230,8 @@ def load_perf_model(checkpoint: str, preset_name: str | None) -> tuple[MaskGIT, 
 
 
 def perf_command(data: str | None, limit: int, steps: int, checkpoint: str, preset_name: str | None, device: str,
-                 batch_size: int | None, schedule: str, reference: bool, phases: bool = True) -> PerfResult:
+                 batch_size: int | None, schedule: str, reference: bool, phases: bool = True,
+                 compiled: bool = False) -> PerfResult:
     from bench.study import checked_device, load_data
 
     if steps < 1 or limit < 2:
@@ -234,4 +242,4 @@ def perf_command(data: str | None, limit: int, steps: int, checkpoint: str, pres
         raise BenchError(f"--schedule {schedule}: {exc}") from None
     model, sha = load_perf_model(checkpoint, preset_name)
     return run_perf(model, sha, load_data(data, limit), settings, device=checked_device(device),
-                    batch_size=batch_size, reference=reference, phases=phases)
+                    batch_size=batch_size, reference=reference, phases=phases, compiled=compiled)

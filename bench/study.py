@@ -126,6 +126,7 @@ class SweepConfig:
     seed: int = 0  # of the samplers (worker i uses seed + i)
     device: str = "auto"
     batch_size: int | None = None  # None: default_batch_size(device)
+    compiled: bool = False  # torch.compile the transformer and the VQGAN decoder
     protocol: str = "tf"
     cache: bool = True
     progress: bool = True
@@ -770,7 +771,8 @@ def load_evaluator(config: SweepConfig, progress: bool) -> Evaluator:
     model, checkpoint = load_model(config.checkpoint)
     test = load_data(config.data, config.limit)
     return Evaluator(model, checkpoint["weights_sha256"], test, device=checked_device(config.device),
-                     batch_size=config.batch_size, protocol=config.protocol, cache=config.cache, progress=progress)
+                     batch_size=config.batch_size, protocol=config.protocol, cache=config.cache, progress=progress,
+                     compiled=config.compiled)
 
 
 def study_provenance(evaluator: Evaluator) -> Provenance:
@@ -864,6 +866,7 @@ def _log_sweep_params(client, run_id: str, config: SweepConfig, evaluator: Evalu
     params = {**_run_params(config, evaluator.test), "sampler": config.sampler_name, "objective": config.objective,
               "pruner": config.pruner, "n_trials": config.n_trials, "timeout": config.timeout,
               "workers": config.workers, "trials_planned": trials, "batch_size": evaluator.batch_size,
+              "compiled": evaluator.compiled,
               "search_space": json.dumps(config.space.describe())}
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
 

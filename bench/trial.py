@@ -217,14 +217,23 @@ def default_batch_size(device: str) -> int:
 
 
 class Evaluator:
-    """Evaluates trials of one model on one test set; what does not change between trials is made once."""
+    """Evaluates trials of one model on one test set; what does not change between trials is made once.
+
+    `compiled`: run the transformer and the VQGAN decoder through `torch.compile` (for CUDA, where
+    they are the hot path; the first batches pay the compilation). Compiled kernels round floats
+    differently, so trials may draw other tokens: their results are cached apart.
+    """
 
     def __init__(self, model: MaskGIT, checkpoint_sha: str, test: TestSet, *, device: str = "cpu",
-                 batch_size: int | None = None, protocol: str = "tf", cache: bool = True, progress: bool = True):
+                 batch_size: int | None = None, protocol: str = "tf", cache: bool = True, progress: bool = True,
+                 compiled: bool = False):
         batch_size = default_batch_size(device) if batch_size is None else batch_size
         if batch_size < 1:
             raise BenchError(f"--batch-size must be at least 1 (got {batch_size})")
         self.model = model.to(device).eval()
+        self.compiled = compiled
+        self.transformer = torch.compile(self.model.transformer) if compiled else self.model.transformer
+        self.detokenize = torch.compile(self.model.detokenize) if compiled else self.model.detokenize
         self.checkpoint_sha, self.test, self.device = checkpoint_sha, test, device
         self.batch_size, self.protocol, self.progress = batch_size, protocol, progress
         self.extractor = InceptionFeatures(protocol, device=device, progress=progress)
@@ -269,7 +278,8 @@ class Evaluator:
 
     def provenance(self) -> dict[str, str]:
         return {"checkpoint_sha": self.checkpoint_sha, "data_hash": self.data_hash, "protocol": self.protocol,
-                "inception_weights": self.extractor.weights_sha, "device": torch.device(self.device).type}
+                "inception_weights": self.extractor.weights_sha, "device": torch.device(self.device).type,
+                **({"compiled": "torch.compile"} if self.compiled else {})}
 
     def prepare(self) -> None:
         """Compute (or load) the tokens and the FID reference now, e.g. before starting workers."""
@@ -289,7 +299,7 @@ class Evaluator:
             batch = range(start, min(start + self.batch_size, len(self.test)))
             generators = image_generators(settings.seed, batch) if cfg.needs_generator else None
             with self._autocast():
-                result = inpaint_tokens(self.model.transformer, self.tokens[start:batch.stop].to(self.device),
+                result = inpaint_tokens(self.transformer, self.tokens[start:batch.stop].to(self.device),
                                         unknown[start:batch.stop], cfg, generators)
             parts.append(result)
         return DecodeResult(torch.cat([p.filled.cpu() for p in parts], dim=1),
@@ -298,7 +308,7 @@ class Evaluator:
     def images(self, tokens: Tensor, settings: TrialSettings, index: slice | Tensor = slice(None)) -> Tensor:
         """uint8 pixels [n, 3, 64, 64] of tokens [n, 256] of test images `index`, composited if asked."""
         with self._autocast():
-            decoded = torch.cat([self.model.detokenize(part.to(self.device)).cpu()
+            decoded = torch.cat([self.detokenize(part.to(self.device)).cpu()
                                  for part in tokens.split(self.batch_size)])
         if settings.composite == "off":
             return decoded

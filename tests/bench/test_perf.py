@@ -47,10 +47,11 @@ def test_cli_perf_without_reference_on_random_weights(tiny_test_set, bench_home)
     assert "Inception passes alone" in result.output and "reference workflow" not in result.output
 
 
-def test_cli_perf_harness_only_prints_its_time_and_peak_memory(tiny_test_set, bench_home):
+def test_cli_perf_compiled_harness_only_prints_its_time_and_peak_memory(tiny_test_set, bench_home):
     result = CliRunner().invoke(app, ["perf", "--preset", "tiny", "--data", str(tiny_test_set), "--limit", "4",
-                                      "--steps", "2", "--no-reference", "--no-phases", "--device", "cpu"])
+                                      "--steps", "2", "--no-reference", "--no-phases", "--device", "cpu", "--compile"])
     assert result.exit_code == 0, result.output
+    assert "bench perf: 4 images, T = 2, device cpu, transformer and VQGAN compiled" in result.output
     assert "harness trial" in result.output and "peak resident memory" in result.output
     assert "Inception passes alone" not in result.output and "overhead" not in result.output
 

@@ -67,6 +67,7 @@ def test_a_study_lands_in_optuna_and_mlflow(sweep, tmp_path, tracking_uri):
     assert len(parents) == 1 and parents[0].info.status == "FINISHED" and len(children) == 2
     parent = parents[0]
     assert parent.data.tags["optuna_study_name"] == "study" and parent.data.params["sampler"] == "grid"
+    assert parent.data.params["compiled"] == "False" and parent.data.params["batch_size"] == "4"
     for trial in trials:
         assert set(trial.params) == every_setting
         assert sorted(trial.intermediate_values) == [1, 2]

@@ -167,3 +167,19 @@ def test_curves_of_one_decode_merge_in_the_cache(instant_fid, tiny_checkpoint, t
     assert at_two.cached and sorted(at_two.curve) == [2, 3] and at_two.curve[2] == auto.curve[2]
     other_seed = evaluator.evaluate(TrialSettings(decode, sweet_spot=3, seed=1))
     assert not other_seed.cached
+
+
+def test_a_compiled_evaluator_runs_compiled_networks_and_caches_its_trials_apart(instant_fid, tiny_checkpoint,
+                                                                                 tiny_test_set):
+    settings = TrialSettings(DecodeConfig(schedule="cosine", steps=2), seed=5)
+    eager = make_evaluator(tiny_checkpoint, tiny_test_set)
+    model, config = load_checkpoint(tiny_checkpoint)
+    compiled = Evaluator(model, config["weights_sha256"], load_test_set(tiny_test_set), batch_size=4,
+                         progress=False, compiled=True)
+    assert isinstance(compiled.transformer, torch._dynamo.eval_frame.OptimizedModule)
+    assert compiled.provenance() == {**eager.provenance(), "compiled": "torch.compile"}
+    eager.evaluate(settings)
+    first = compiled.evaluate(settings)
+    assert not first.cached and compiled.evaluate(settings).cached  # never answered by the eager result
+    same = (compiled.decode(settings).filled == eager.decode(settings).filled).float().mean().item()
+    assert same > 0.95  # the same network: only float rounding may tip a sample
