@@ -321,10 +321,10 @@ class InceptionFeatures:
     CUDA runs big batches; the CPU runs fp32 with channels_last. Both run the network with its
     batch norms folded into the convolutions (`fold_batchnorm`); on these CPUs the two changes
     together make it 2x faster than `stock=True`, torch-fidelity's network exactly as it ships
-    (`bench perf`'s reference workflow). The two give the same features to float rounding (benchmarks/fid_speed.py:
-    3.5e-6 of the largest feature on real faces). Every pass has the full batch shape (the last one
-    padded), so an image's features are the same bits whichever images share its pass. The network
-    loads on first use, so a cached reference never loads it.
+    (`bench perf`'s reference workflow). The two give the same features to float rounding
+    (benchmarks/fid_speed.py: 3.5e-6 of the largest feature on real faces). Every pass has the full
+    batch shape (the last one padded), so an image's features are the same bits whichever images
+    share its pass. The network loads on first use, so a cached reference never loads it.
     """
 
     def __init__(
