@@ -15,8 +15,7 @@ import time
 
 import torch
 
-from bench.data import load_test_set
-from bench.study import load_model
+from bench.study import load_data, load_model
 from maskgit.training import encode_dataset
 
 
@@ -38,13 +37,9 @@ def main() -> None:
     parser.add_argument("--data", default=None, help="a benchmark folder (bench data build); default: toyfaces")
     args = parser.parse_args()
     model, _ = load_model("catfaces")
-    test = load_test_set(args.data) if args.data else None
-    if test is None:
-        from bench.data import default_benchmark_dir
-
-        test = load_test_set(default_benchmark_dir())
+    test = load_data(args.data, args.images)
     with torch.inference_mode():
-        tokens = encode_dataset(model.eval(), test.gt[:args.images], 8)
+        tokens = encode_dataset(model.eval(), test.gt, 8)
         model.detokenize(tokens[:8])  # first-call costs out of the way
         print(f"{len(tokens)} images, {torch.get_num_threads()} threads: ms per image")
         print(f"{'batch':>6} {'transformer':>12} {'VQGAN decode':>13}")

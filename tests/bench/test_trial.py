@@ -28,10 +28,10 @@ def cold_home(tmp_path, inception_weights, monkeypatch):
     return tmp_path / "home"
 
 
-def make_evaluator(checkpoint, data, batch_size=4, cache=True) -> Evaluator:
+def make_evaluator(checkpoint, data, batch_size=4, cache=True, **options) -> Evaluator:
     model, config = load_checkpoint(checkpoint)
     return Evaluator(model, config["weights_sha256"], load_test_set(data), batch_size=batch_size, cache=cache,
-                     progress=False)
+                     progress=False, **options)
 
 
 def test_settings_round_trip_through_recorded_params():
@@ -173,9 +173,7 @@ def test_a_compiled_evaluator_runs_compiled_networks_and_caches_its_trials_apart
                                                                                  tiny_test_set):
     settings = TrialSettings(DecodeConfig(schedule="cosine", steps=2), seed=5)
     eager = make_evaluator(tiny_checkpoint, tiny_test_set)
-    model, config = load_checkpoint(tiny_checkpoint)
-    compiled = Evaluator(model, config["weights_sha256"], load_test_set(tiny_test_set), batch_size=4,
-                         progress=False, compiled=True)
+    compiled = make_evaluator(tiny_checkpoint, tiny_test_set, compiled=True)
     assert isinstance(compiled.transformer, torch._dynamo.eval_frame.OptimizedModule)
     assert compiled.provenance() == {**eager.provenance(), "compiled": "torch.compile"}
     eager.evaluate(settings)
