@@ -1,4 +1,4 @@
-"""FID and KID between image sets, offline and reproducible (design.md section 4).
+"""FID and KID between image sets, offline and reproducible (docs/architecture.md#fid).
 
 Every number maskgit-bench reports is an FID, so this module pins down what produced it: the
 InceptionV3 weights (resolved without a network, hashed), the resize protocol, and the sample

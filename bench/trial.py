@@ -1,4 +1,4 @@
-"""One trial: a decoding configuration evaluated over a whole test set (design.md section 5).
+"""One trial: a decoding configuration evaluated over a whole test set (docs/architecture.md#one-trial).
 
 The test set is decoded once, in batches, keeping every step's tokens; FID (and KID) is then
 computed at each step the objective needs, so the sweet spot comes out of the curve instead of

@@ -1,4 +1,4 @@
-"""Iterative MaskGIT inpainting decoder (design.md §3, normative).
+"""Iterative MaskGIT inpainting decoder (docs/architecture.md#decoding).
 
 Pixel holes become unknown tokens, then each step predicts every masked token, commits the most
 confident ones and re-masks the rest, as the schedule says. One step is a pure function of a
@@ -215,7 +215,7 @@ def lowest_k_mask(scores: Tensor, k: Tensor) -> Tensor:
 def decode_step(
     state: DecodeState, logits: Tensor, n_masked: Tensor, noise: StepNoise, cfg: DecodeConfig, mask_token_id: int
 ) -> tuple[DecodeState, Tensor]:
-    """One MaskGIT step (design.md §3, 2-6) -> (next state, filled [B, N]).
+    """One MaskGIT step (docs/architecture.md#decoding, steps 1-6) -> (next state, filled [B, N]).
 
     `logits` [B, N, V] are the transformer's for `state.tokens`; `n_masked` [B] is n_t. The mask
     token itself is never sampled; p(sample) is taken from the distribution sampled from (after

@@ -3,7 +3,7 @@
 A schedule is a function `gamma(r, n0)` of the ratio r = (t + 1) / T in (0, 1] (a float tensor)
 and the per-image initial unknown count n0 (only `log` and `exp` use it); it returns the
 fraction of the n0 tokens still masked, broadcast over r and n0. Every schedule is clipped to
-[1e-6, 1] when looked up, so user schedules get the same guarantee. design.md §3 is the spec.
+[1e-6, 1] when looked up, so user schedules get the same guarantee. See docs/architecture.md#schedules.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def _ratios(steps: int, device: torch.device) -> Tensor:
 
 
 def masked_counts(schedule: str | Schedule, steps: int, n0: Tensor | Sequence[int]) -> Tensor:
-    """n_t, the tokens still masked after step t: LongTensor [T, B] (design.md §3 step 5).
+    """n_t, the tokens still masked after step t: LongTensor [T, B] (docs/architecture.md#schedules).
 
     unknown_now is the count still masked entering step t (N0 at t = 0, then n_{t-1}).
     While t < T-1, n_t = floor(N0 * gamma(r)) clamped to [1, unknown_now - 1]; at t = T-1 it is 0.

@@ -49,7 +49,7 @@ def decode(model, batch, seed=0, **settings):
     return inpaint_tokens(model, tokens, unknown, cfg, gens)
 
 
-# ---------------------------------------------------------------- invariants of design.md §3
+# -------------------------------------------------- invariants of docs/architecture.md#decoding
 
 
 @pytest.mark.parametrize(

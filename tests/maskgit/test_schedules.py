@@ -16,7 +16,7 @@ from maskgit.schedules import (
 RATIOS = [0.05, 0.125, 1 / 3, 0.5, 0.7, 0.9, 1.0]
 N0 = 200
 
-# design.md §3 table, written out with the math module.
+# The table of docs/architecture.md#schedules, written out with the math module.
 FORMULAS = {
     "linear": lambda r, n0: 1 - r,
     "cosine": lambda r, n0: math.cos(math.pi * r / 2),
@@ -92,7 +92,7 @@ def test_user_registration(monkeypatch):
 
 
 def reference_counts(name, steps, n0):
-    """design.md §3 step 5 in plain Python, with the progress-first rule for unknown_now <= 1."""
+    """docs/architecture.md#schedules token counts in plain Python (progress first when unknown_now <= 1)."""
     counts, unknown_now = [], n0
     for t in range(steps):
         r = (t + 1) / steps
