@@ -1,6 +1,7 @@
-"""Shared fixtures: a tiny random MaskGIT checkpoint, a tiny lab-layout test set of real cat faces,
-FID weights resolved once (so tests with their own cache home need not convert them again), cache
-homes, a stand-in FID for tests of what surrounds it, and fresh MLflow stores without migrations."""
+"""Shared fixtures: a tiny random MaskGIT checkpoint, a tiny lab-layout test set of toy faces, the
+lab-format files committed under tests/fixtures, FID weights resolved once (so tests with their own
+cache home need not convert them again), cache homes, a stand-in FID for tests of what surrounds it,
+and fresh MLflow stores without migrations."""
 
 from __future__ import annotations
 
@@ -14,13 +15,28 @@ import torch
 from PIL import Image
 
 from bench import fid
-from bench.data import HOLE_FILL, image_files, read_image, stroke_mask, write_gt_csv
+from bench.data import HOLE_FILL, stroke_mask, write_gt_csv
+from bench.toyfaces import generate_toyfaces
 from maskgit.checkpoints import save_checkpoint
 from maskgit.model import MaskGIT
 from maskgit.presets import preset
 
-CAT_FACES = Path(__file__).resolve().parents[2] / "shared" / "catfaces" / "images"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY_TEST_IMAGES = 6
+
+
+@pytest.fixture(scope="session")
+def lab_format() -> Path:
+    """The lab's checkpoint-format fixture (tiny state dicts made with the lab's code, their config,
+    expected outputs, the full-size keys and shapes), committed so the suite needs nothing beside the clone."""
+    return FIXTURES / "lab-format"
+
+
+@pytest.fixture(scope="session")
+def lab_sample_mask_file() -> Path:
+    """The lab's sample mask, the file as the lab ships it (mode-L PNG, 0 = hole, 255 = known;
+    free-form strokes over 23.6% of the pixels): a mask only, no image."""
+    return FIXTURES / "lab_sample_mask.png"
 
 
 @pytest.fixture(scope="session")
@@ -71,8 +87,8 @@ def write_test_folder(folder: Path, gt: np.ndarray, holes: np.ndarray) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_test_set(tmp_path_factory) -> Path:
-    """Six real 64x64 cat faces with free-form stroke masks (seed 0), as a test-only lab folder."""
-    gt = np.stack([read_image(path, "RGB") for path in image_files(CAT_FACES)[:TINY_TEST_IMAGES]])
+    """Six toy faces with free-form stroke masks (seed 0), as a test-only lab folder."""
+    gt = generate_toyfaces(TINY_TEST_IMAGES, seed=0)
     rng = np.random.default_rng(0)
     holes = np.stack([stroke_mask(rng) for _ in gt])
     return write_test_folder(tmp_path_factory.mktemp("data") / "test", gt, holes)

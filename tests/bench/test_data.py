@@ -21,7 +21,6 @@ from bench.data import (build_benchmark, check_dataset, default_benchmark_dir,
                         format_summary, image_files, load_image_folder, load_test_set, read_gt_csv,
                         read_image, stroke_mask, write_gt_csv)
 
-CATFACES = Path(__file__).resolve().parents[3] / "shared" / "catfaces"
 N_DISTINCT, N_DUPLICATES, N_TEST, N_VAL = 30, 5, 6, 4
 
 
@@ -190,13 +189,20 @@ def test_benchmark_masks_are_in_band(built):
     assert (summary.n_train, summary.n_val, summary.n_test) == (20, N_VAL, N_TEST)
 
 
-def test_build_from_real_cat_faces(tmp_path):
-    source = CATFACES / "images"
-    cats = build_benchmark(source, tmp_path / "cats", n_test=5, n_val=5, limit=40)
-    summary = check_dataset(cats)
+def test_build_from_a_folder_of_numbered_jpegs(tmp_path):
+    """The layout of the real cat-face folder (JPEGs named by number, with gaps): `limit` takes
+    the first images in natural order (2.jpg before 10.jpg), as decoded from the JPEGs."""
+    source = tmp_path / "images"
+    source.mkdir()
+    for number, face in zip(range(1, 100, 2), toyfaces.generate_toyfaces(50, seed=5)):
+        Image.fromarray(face).save(source / f"{number}.jpg", quality=90)
+    built_from_jpegs = build_benchmark(source, tmp_path / "faces", n_test=5, n_val=5, limit=40)
+    summary = check_dataset(built_from_jpegs)
     assert (summary.n_train, summary.n_val, summary.n_test) == (30, 5, 5)
-    first_40 = {h for h in pixel_hashes(read_image(p, "RGB") for p in image_files(source)[:40])}
-    assert set(pixel_hashes(load_test_set(cats).gt.permute(0, 2, 3, 1).numpy())) <= first_40
+    first_40 = image_files(source)[:40]
+    assert [p.name for p in first_40[:6]] == ["1.jpg", "3.jpg", "5.jpg", "7.jpg", "9.jpg", "11.jpg"]
+    first_40_hashes = set(pixel_hashes(read_image(p, "RGB") for p in first_40))
+    assert set(pixel_hashes(load_test_set(built_from_jpegs).gt.permute(0, 2, 3, 1).numpy())) <= first_40_hashes
 
 
 def test_refuses_to_overwrite_unless_asked(source, built, tmp_path):
@@ -373,10 +379,25 @@ def test_not_a_dataset(tmp_path):
 # --- the lab's sample and the CLI -------------------------------------------------------------
 
 
-def test_lab_sample_loads_and_checks():
-    test = load_test_set(CATFACES / "lab-sample")
+@pytest.fixture
+def lab_sample(tmp_path, lab_sample_mask_file) -> Path:
+    """The lab's sample test case, its mask file as the lab ships it, on a toy face: masked_image/,
+    mask64/ and gt/ with one image each, holes filled with (128, 128, 128)."""
+    root = tmp_path / "lab-sample"
+    face = toyfaces.generate_toyfaces(1, seed=3)[0]
+    holes = np.asarray(Image.open(lab_sample_mask_file)) == 0
+    for sub in ("masked_image", "mask64", "gt"):
+        (root / sub).mkdir(parents=True)
+    shutil.copyfile(lab_sample_mask_file, root / "mask64" / "mask_000.png")
+    Image.fromarray(face).save(root / "gt" / "image_000.png")
+    Image.fromarray(np.where(holes[..., None], np.uint8(128), face)).save(root / "masked_image" / "image_000.png")
+    return root
+
+
+def test_lab_sample_loads_and_checks(lab_sample):
+    test = load_test_set(lab_sample)
     assert test.names == ["image_000.png"] and test.gt is not None
-    summary = check_dataset(CATFACES / "lab-sample")
+    summary = check_dataset(lab_sample)
     assert summary.tokens_masked.min == summary.tokens_masked.max == 99
     assert summary.hole_fraction.mean == pytest.approx(0.236, abs=5e-4)
     assert (summary.n_train, summary.n_val, summary.n_test) == (None, None, 1)

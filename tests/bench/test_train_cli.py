@@ -9,24 +9,23 @@ from typer.testing import CliRunner
 from cli import app
 from maskgit.checkpoints import load_checkpoint
 
-LAB = Path(__file__).resolve().parents[2].parent / "shared" / "lab-format"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def test_import_lab_makes_a_checkpoint_every_command_takes(tmp_path):
+def test_import_lab_makes_a_checkpoint_every_command_takes(tmp_path, lab_format):
     out = tmp_path / "lab"
-    result = CliRunner().invoke(app, ["import-lab", "--vqgan", str(LAB / "tiny_vqgan.pt"), "--transformer",
-                                      str(LAB / "tiny_transformer.pt"), "--lab-config", str(LAB / "tiny_config.json"),
+    result = CliRunner().invoke(app, ["import-lab", "--vqgan", str(lab_format / "tiny_vqgan.pt"), "--transformer",
+                                      str(lab_format / "tiny_transformer.pt"), "--lab-config", str(lab_format / "tiny_config.json"),
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     model, config = load_checkpoint(out)
-    expected = torch.load(LAB / "tiny_transformer.pt", weights_only=True)
+    expected = torch.load(lab_format / "tiny_transformer.pt", weights_only=True)
     assert torch.equal(model.transformer.bias, expected["bias"])
     assert config["meta"]["imported_from"]["vqgan"].endswith("tiny_vqgan.pt")
 
 
-def test_import_lab_with_the_wrong_architecture_is_one_line(tmp_path):
-    result = CliRunner().invoke(app, ["import-lab", "--vqgan", str(LAB / "tiny_vqgan.pt"), "--out", str(tmp_path / "x")])
+def test_import_lab_with_the_wrong_architecture_is_one_line(tmp_path, lab_format):
+    result = CliRunner().invoke(app, ["import-lab", "--vqgan", str(lab_format / "tiny_vqgan.pt"), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2
     assert "tiny_vqgan.pt: keys do not fit the model" in result.output and "Traceback" not in result.output
 
@@ -41,11 +40,11 @@ class WritesAFile:
         return (Path.touch, (self.path,))
 
 
-def test_import_lab_refuses_pickled_code_without_running_it(tmp_path):
+def test_import_lab_refuses_pickled_code_without_running_it(tmp_path, lab_format):
     marker, evil = tmp_path / "ran", tmp_path / "VQGAN.pt"
     torch.save({"encoder.model.0.weight": torch.zeros(1), "hook": WritesAFile(marker)}, evil)
     result = CliRunner().invoke(app, ["import-lab", "--vqgan", str(evil), "--transformer", str(evil),
-                                      "--lab-config", str(LAB / "tiny_config.json"), "--out", str(tmp_path / "x")])
+                                      "--lab-config", str(lab_format / "tiny_config.json"), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "VQGAN.pt: not a plain state dict that loads with weights_only=True" in lines[0]

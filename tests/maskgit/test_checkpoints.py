@@ -2,7 +2,6 @@
 
 import json
 import pickle
-from pathlib import Path
 
 import pytest
 import torch
@@ -91,12 +90,11 @@ def test_pickled_code_in_a_lab_checkpoint_is_refused(tmp_path):
         load_lab_checkpoint(path)
 
 
-def test_lab_checkpoint_with_wrong_shapes_names_the_key():
-    lab = Path(__file__).resolve().parents[2].parent / "shared" / "lab-format"
-    config = json.loads((lab / "tiny_config.json").read_text())
+def test_lab_checkpoint_with_wrong_shapes_names_the_key(lab_format):
+    config = json.loads((lab_format / "tiny_config.json").read_text())
     config["transformer"]["dim"] = 128  # the file was saved with dim 64
     with pytest.raises(CheckpointError, match="tiny_transformer.pt: '.*' has shape"):
-        load_lab_checkpoint(lab / "tiny_vqgan.pt", lab / "tiny_transformer.pt", config)
+        load_lab_checkpoint(lab_format / "tiny_vqgan.pt", lab_format / "tiny_transformer.pt", config)
 
 
 def test_lab_checkpoint_with_other_keys_is_refused(tmp_path):

@@ -21,7 +21,6 @@ from maskgit.schedules import masked_counts
 from maskgit.transformer import BidirectionalTransformer, TransformerConfig
 
 K = 16
-LAB_MASK = "/work/shared/catfaces/lab-sample/mask64/mask_000.png"
 
 
 @pytest.fixture(scope="module")
@@ -259,8 +258,8 @@ def test_one_pixel_hole_marks_exactly_one_token():
     assert unknown.nonzero()[:, 1].tolist() == [5 * 16 + 11]
 
 
-def test_lab_sample_mask_touches_99_tokens():
-    holes = torch.from_numpy(np.array(Image.open(LAB_MASK)) == 0)[None]
+def test_lab_sample_mask_touches_99_tokens(lab_sample_mask_file):
+    holes = torch.from_numpy(np.array(Image.open(lab_sample_mask_file)) == 0)[None]
     assert pixel_holes_to_token_unknown(holes).sum().item() == 99
 
 

@@ -1,7 +1,6 @@
 """The lab preset reproduces the lab's architecture, state-dict keys and outputs."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,18 +11,15 @@ from maskgit.model import MaskGIT
 from maskgit.pixels import image_grid, to_model, to_uint8
 from maskgit.presets import PRESETS, preset
 
-LAB = Path(__file__).resolve().parents[2].parent / "shared" / "lab-format"
-
-
 @pytest.fixture(scope="module")
-def lab_tiny():
-    config = json.loads((LAB / "tiny_config.json").read_text())
-    model = load_lab_checkpoint(LAB / "tiny_vqgan.pt", LAB / "tiny_transformer.pt", config)
-    return model, load_file(str(LAB / "tiny_expected.safetensors"))
+def lab_tiny(lab_format):
+    config = json.loads((lab_format / "tiny_config.json").read_text())
+    model = load_lab_checkpoint(lab_format / "tiny_vqgan.pt", lab_format / "tiny_transformer.pt", config)
+    return model, load_file(str(lab_format / "tiny_expected.safetensors"))
 
 
-def test_lab_preset_has_the_lab_keys_and_shapes():
-    expected = json.loads((LAB / "full_state_dict_shapes.json").read_text())
+def test_lab_preset_has_the_lab_keys_and_shapes(lab_format):
+    expected = json.loads((lab_format / "full_state_dict_shapes.json").read_text())
     model = MaskGIT(*preset("lab"))
     for part in ("vqgan", "transformer"):
         ours = {k: list(v.shape) for k, v in getattr(model, part).state_dict().items()}
