@@ -39,6 +39,16 @@ def test_the_readme_has_the_commands_a_newcomer_runs():
     assert len(COMMANDS) >= 20
 
 
+def test_the_readme_test_command_is_ci_run_which_fails_with_the_suite():
+    """A fresh clone passes with the README's command alone: .ci/run installs what the suite needs,
+    stops at the first failing step, and its exit status is pytest's."""
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+    assert "bash .ci/run" in [line.strip() for block in blocks for line in block.splitlines()]
+    script = (README.parent / ".ci" / "run").read_text()
+    assert "set -euo pipefail" in script and "pip install --quiet -e '.[test]'" in script
+    assert script.rstrip().splitlines()[-1] == "exec python -m pytest -q"
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_readme_command_parses(command):
     group = typer.main.get_command(cli.app)
