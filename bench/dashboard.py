@@ -21,7 +21,7 @@ def serve_dashboard(storage_url: str, host: str, port: int) -> None:
 def recorded_storage(storage_url: str):
     """The storage of `bench sweep`'s studies. A journal file that does not exist is a typo, not a
     new, empty storage (opening one would create it)."""
-    from bench.study import open_storage
+    from bench.storage import open_storage
 
     if "://" not in storage_url and not Path(storage_url).expanduser().is_file():
         raise BenchError(f"--storage {storage_url}: no such journal file (run `bench sweep` first)")

@@ -19,12 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -36,6 +32,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from bench.errors import BenchError
+from bench.files import staged_folder
 from maskgit.decoding import pixel_holes_to_token_unknown
 
 IMAGE_SIZE = 64
@@ -477,7 +474,7 @@ def write_benchmark(images: np.ndarray, out: str | Path, *, source: str, seed: i
         "mask_coverage": list(COVERAGE_RANGE),
         "content_hash": pixels_hash(_to_tensor(masked), torch.from_numpy(holes), _to_tensor(gt)),
     }
-    with _staged(out, overwrite) as staging:
+    with staged_folder(out, overwrite) as staging:
         for name in ("train", "val"):
             if len(splits[name]):
                 _write_pngs(staging / name, "image_", 5, distinct[splits[name]])
@@ -536,43 +533,3 @@ def _require_writable(out: Path, overwrite: bool) -> None:
         raise BenchError(f"{out}: folder is not empty (--overwrite replaces an existing benchmark)")
     if not (out / MANIFEST).is_file():
         raise BenchError(f"{out}: not empty and not a benchmark (no {MANIFEST}); refusing to replace it")
-
-
-@contextmanager
-def _staged(out: Path, overwrite: bool) -> Iterator[Path]:
-    """A temporary sibling of OUT, renamed into place at the end: a crash leaves no half folder."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
-    try:
-        yield staging
-        if overwrite and out.is_dir():
-            shutil.rmtree(out)
-        try:
-            staging.rename(out)  # replaces an empty folder, fails on a non-empty one
-        except OSError as exc:
-            raise BenchError(f"{out}: could not move the finished build into place "
-                             f"({exc.strerror}); another build may have finished first") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-# --- the embedded default -------------------------------------------------------------------
-
-
-def cache_home() -> Path:
-    """Where generated data is cached: $MASKGIT_BENCH_HOME, else ~/.cache/maskgit-bench."""
-    return Path(os.environ.get("MASKGIT_BENCH_HOME") or Path.home() / ".cache" / "maskgit-bench")
-
-
-def default_benchmark_dir() -> Path:
-    """The embedded default benchmark (synthetic toy faces), built into the cache on first use."""
-    from bench import toyfaces  # here, not at the top: toyfaces builds with this module's writer
-
-    target = cache_home() / toyfaces.BENCHMARK_NAME
-    if not (target / MANIFEST).is_file():
-        try:
-            toyfaces.build_toyfaces_benchmark(target)
-        except BenchError:
-            if not (target / MANIFEST).is_file():  # not a concurrent build that won the race
-                raise
-    return target

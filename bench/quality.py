@@ -92,12 +92,10 @@ def format_quality(report: dict) -> list[str]:
 def evaluate_checkpoint(checkpoint: str, data: str | None, limit: int | None, device: str, batch_size: int | None,
                         best: TrialSettings, composites: Sequence[str], out: Path | None) -> dict:
     """`bench evaluate`: the model card's numbers for a checkpoint on a benchmark's test set."""
-    from bench.study import checked_device, load_data, load_model
+    from bench.session import open_evaluator
 
-    model, config = load_model(checkpoint)
-    evaluator = Evaluator(model, config["weights_sha256"], load_data(data, limit), device=checked_device(device),
-                          batch_size=batch_size)
-    report = {"checkpoint": checkpoint, "weights_sha256": config["weights_sha256"],
+    evaluator = open_evaluator(checkpoint, data, limit, device, batch_size=batch_size)
+    report = {"checkpoint": checkpoint, "weights_sha256": evaluator.checkpoint_sha,
               "data": data or "embedded toyfaces benchmark", **model_quality(evaluator, best, composites)}
     if out is not None:
         write_quality(report, out)

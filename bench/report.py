@@ -184,7 +184,7 @@ def _optuna_studies(storage: str | None, names: list[str]) -> list:
         return []
     import optuna
 
-    from bench.study import open_storage
+    from bench.storage import open_storage
 
     if "://" not in storage and not Path(storage).is_file():
         return []

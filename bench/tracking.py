@@ -6,16 +6,14 @@ import os
 import platform
 from pathlib import Path
 
-import torch
-
+from bench.defaults import DEFAULT_TRACKING_URI
 from bench.errors import BenchError
-
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
 def environment_tags(device: str) -> dict[str, str]:
     import mlflow
     import optuna
+    import torch
 
     from bench import __version__
 
@@ -30,13 +28,6 @@ def environment_tags(device: str) -> dict[str, str]:
     if device.startswith("cuda") and torch.cuda.is_available():
         tags["gpu"] = torch.cuda.get_device_name()
     return tags
-
-
-def resolve_device(device: str) -> str:
-    """`auto` -> CUDA when present, else CPU."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 # --- sweeps: explicit clients and experiments (bench/study.py) -----------------------------------

@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 
 from bench.data import load_image_folder
+from bench.devices import resolve_device
 from bench.errors import BenchError
-from bench.tracking import environment_tags, resolve_device, setup_mlflow
+from bench.tracking import environment_tags, setup_mlflow
 from maskgit.checkpoints import CheckpointError, load_checkpoint
 from maskgit.model import MaskGIT
 from maskgit.presets import preset

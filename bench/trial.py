@@ -32,12 +32,14 @@ from torch import Tensor
 from tqdm import tqdm
 
 from bench.baselines import BASELINES
-from bench.data import TestSet, cache_home
+from bench.data import TestSet
+from bench.devices import default_batch_size
 from bench.errors import BenchError
-from bench.fid import FIDReference, InceptionFeatures, atomic_write, fid_score
+from bench.fid import FIDReference, InceptionFeatures, fid_score
+from bench.files import atomic_write, cache_home
 from maskgit.decoding import (COMPOSITES as DECODED_COMPOSITES, DecodeConfig, DecodeResult, composite,
                               dilate_tokens, image_generators, inpaint_tokens, pixel_holes_to_token_unknown)
-from maskgit.model import MaskGIT
+from maskgit.model import MaskGIT, bf16_autocast
 from maskgit.pixels import image_grid
 from maskgit.training import encode_dataset
 
@@ -210,12 +212,6 @@ StepCallback = Callable[[StepScore], None]
 # --- the evaluator --------------------------------------------------------------------------
 
 
-def default_batch_size(device: str) -> int:
-    """Images per transformer/VQGAN batch: small on the CPU, where batches beyond ~8 fall out of the
-    caches and get slower per image (benchmarks/batch_speed.py), large on accelerators."""
-    return 8 if torch.device(device).type == "cpu" else 256
-
-
 class Evaluator:
     """Evaluates trials of one model on one test set; what does not change between trials is made once.
 
@@ -298,7 +294,7 @@ class Evaluator:
         for start in tqdm(starts, desc="decoding", unit="batch", leave=False, disable=None if self.progress else True):
             batch = range(start, min(start + self.batch_size, len(self.test)))
             generators = image_generators(settings.seed, batch) if cfg.needs_generator else None
-            with self._autocast():
+            with bf16_autocast(self.device):  # the FID features stay fp32
                 result = inpaint_tokens(self.transformer, self.tokens[start:batch.stop].to(self.device),
                                         unknown[start:batch.stop], cfg, generators)
             parts.append(result)
@@ -307,17 +303,13 @@ class Evaluator:
 
     def images(self, tokens: Tensor, settings: TrialSettings, index: slice | Tensor = slice(None)) -> Tensor:
         """uint8 pixels [n, 3, 64, 64] of tokens [n, 256] of test images `index`, composited if asked."""
-        with self._autocast():
+        with bf16_autocast(self.device):  # the FID features stay fp32
             decoded = torch.cat([self.detokenize(part.to(self.device)).cpu()
                                  for part in tokens.split(self.batch_size)])
         if settings.composite == "off":
             return decoded
         masked, holes = self.test.masked[index], self.test.holes[index]
         return composite(decoded, masked, holes, settings.composite, settings.feather)
-
-    def _autocast(self):
-        """bf16 for the transformer and the VQGAN on CUDA (the FID features stay fp32); fp32 on the CPU."""
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=torch.device(self.device).type == "cuda")
 
     def evaluate(self, settings: TrialSettings, on_step: StepCallback | None = None) -> TrialResult:
         """The trial's result; from the cache when these settings were evaluated on this model and data.

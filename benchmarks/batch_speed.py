@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from bench.study import load_data, load_model
+from bench.session import load_data, load_model
 from maskgit.training import encode_dataset
 
 

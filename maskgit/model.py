@@ -33,3 +33,12 @@ class MaskGIT(nn.Module):
         """Token ids [N, 256] -> uint8 images [N, 3, 64, 64]."""
         cfg = self.vqgan.cfg
         return to_uint8(self.vqgan.decode(ids).float(), cfg.pixel_mean, cfg.pixel_std)
+
+
+def bf16_autocast(device: str | torch.device, enabled: bool | None = None) -> torch.autocast:
+    """bf16 autocast of the model's forward passes on `device`. None: on for CUDA only, where bf16 is
+    native; True also turns it on for CPUs with native bf16 (avx512_bf16/AMX), False never."""
+    kind = torch.device(device).type
+    on = kind == "cuda" if enabled is None else enabled
+    return torch.autocast("cuda" if kind == "cuda" else "cpu", dtype=torch.bfloat16, enabled=on)
+

@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .checkpoints import LATEST_FILE, load_state, save_checkpoint
-from .model import MaskGIT
+from .model import MaskGIT, bf16_autocast
 from .pixels import image_grid, to_model
 from .schedules import get_schedule
 from .vqgan import PatchDiscriminator
@@ -37,7 +38,7 @@ class TrainConfig:
     lr: float = 2e-4
     seed: int = 0
     device: str = "cpu"
-    autocast: bool | None = None  # bf16 autocast; None = on for CUDA only
+    autocast: bool | None = None  # bf16 autocast (model.bf16_autocast); None = on for CUDA only
     progress: bool = True
     # stage 1
     disc_start: int = 2000  # steps of pure reconstruction before the adversarial loss starts
@@ -49,9 +50,6 @@ class TrainConfig:
     mask_schedule: str = "cosine"
     label_smoothing: float = 0.1
     hflip_tokens: bool = True  # also train on the tokens of mirrored images
-
-    def autocast_enabled(self) -> bool:
-        return self.device.startswith("cuda") if self.autocast is None else self.autocast
 
 
 class TrainCallback:
@@ -103,15 +101,49 @@ def _set_rng_state(generator: torch.Generator, state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
+@dataclass
+class _Checkpointing:
+    """What both trainers do around their epochs: continue from the newest checkpoint, and end each
+    epoch with a complete checkpoint (weights, the `stateful` objects' states, RNG) and a callback."""
+
+    out: Path
+    model: MaskGIT
+    stage: str
+    cfg: TrainConfig
+    generator: torch.Generator
+    stateful: dict[str, torch.nn.Module | torch.optim.Optimizer]  # saved under these names
+    callback: TrainCallback
+    meta: dict | None
+
+    def resume(self, enabled: bool) -> tuple[int, int]:
+        """(first epoch, step): (0, 0), or after the newest checkpoint with every state restored."""
+        state = _read_epoch(self.out, self.model) if enabled else None
+        if state is None:
+            return 0, 0
+        for name, stateful in self.stateful.items():
+            stateful.load_state_dict(state[name])
+        _set_rng_state(self.generator, state["rng"])
+        return state["epoch"] + 1, state["step"]
+
+    def end_epoch(self, epoch: int, step: int, started: float, val_metrics: dict,
+                  figure: Callable[[], torch.Tensor]) -> Path:
+        """Write epoch `epoch` (0-based) and report it; the model goes back to its device."""
+        device = next(self.model.parameters()).device
+        val_metrics["epoch_seconds"] = time.perf_counter() - started
+        state = {**{name: stateful.state_dict() for name, stateful in self.stateful.items()},
+                 "rng": _rng_state(self.generator), "epoch": epoch, "step": step}
+        last = _write_epoch(self.out, epoch, self.model.cpu(), state,
+                            {**(self.meta or {}), "stage": self.stage, "epoch": epoch + 1, "step": step,
+                             "train_config": asdict(self.cfg), **val_metrics})
+        self.model.to(device)
+        self.callback.on_epoch(epoch + 1, val_metrics, figure(), last)
+        return last
+
+
 def _batches(n: int, batch_size: int, generator: torch.Generator):
     order = torch.randperm(n, generator=generator)
     for i in range(0, n - batch_size + 1, batch_size):  # drop the ragged tail: equal-size steps
         yield order[i:i + batch_size]
-
-
-def _autocast(cfg: TrainConfig):
-    device_type = "cuda" if cfg.device.startswith("cuda") else "cpu"
-    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.autocast_enabled())
 
 
 # --- stage 1: VQGAN ------------------------------------------------------------------------
@@ -164,14 +196,9 @@ def train_vqgan(model: MaskGIT, train_images: torch.Tensor, val_images: torch.Te
     opt = torch.optim.Adam(vq.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
     generator = torch.Generator().manual_seed(cfg.seed)
-    start_epoch, step = 0, 0
-    state = _read_epoch(out, model) if resume else None
-    if state is not None:
-        disc.load_state_dict(state["discriminator"])
-        opt.load_state_dict(state["optimizer"])
-        opt_d.load_state_dict(state["optimizer_d"])
-        _set_rng_state(generator, state["rng"])
-        start_epoch, step = state["epoch"] + 1, state["step"]
+    epochs = _Checkpointing(out, model, "vqgan", cfg, generator,
+                            {"discriminator": disc, "optimizer": opt, "optimizer_d": opt_d}, callback, meta)
+    start_epoch, step = epochs.resume(resume)
     model.to(device), disc.to(device)
     mean, std = vq.cfg.pixel_mean, vq.cfg.pixel_std
     k = vq.cfg.num_codebook_vectors
@@ -188,7 +215,7 @@ def train_vqgan(model: MaskGIT, train_images: torch.Tensor, val_images: torch.Te
             flip = torch.rand(len(batch), generator=generator) < 0.5
             batch = torch.where(flip.view(-1, 1, 1, 1), batch.flip(-1), batch)
             x = to_model(batch.to(device), mean, std)
-            with _autocast(cfg):
+            with bf16_autocast(cfg.device, cfg.autocast):
                 latents = vq.encode_latents(x)
                 if step == 0:  # k-means++-free initialisation: codes start on real encoder outputs
                     flat = latents.detach().float().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
@@ -205,7 +232,7 @@ def train_vqgan(model: MaskGIT, train_images: torch.Tensor, val_images: torch.Te
             opt.step()
             metrics = {"rec_loss": rec_loss.item(), "q_loss": q_loss.item(), "g_loss": g_loss.item()}
             if adversarial:
-                with _autocast(cfg):
+                with bf16_autocast(cfg.device, cfg.autocast):
                     d_loss = F.relu(1 - disc(x)).mean() + F.relu(1 + disc(recon.detach())).mean()
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.float().backward()
@@ -220,17 +247,10 @@ def train_vqgan(model: MaskGIT, train_images: torch.Tensor, val_images: torch.Te
             callback.on_step(step, metrics)
             bar.set_postfix(rec=f"{metrics['rec_loss']:.3f}")
         val_metrics, recon = evaluate_vqgan(model, val_images)
-        val_metrics["epoch_seconds"] = time.perf_counter() - started
-        state = {"discriminator": disc.state_dict(), "optimizer": opt.state_dict(),
-                 "optimizer_d": opt_d.state_dict(), "rng": _rng_state(generator), "epoch": epoch, "step": step}
         # usage counts restart with each epoch so that a resumed run matches an uninterrupted one
         usage.zero_()
-        last = _write_epoch(out, epoch, model.cpu(), state,
-                            {**(meta or {}), "stage": "vqgan", "epoch": epoch + 1, "step": step,
-                             "train_config": asdict(cfg), **val_metrics})
-        model.to(device)
-        figure = image_grid([val_images[:8], recon[:8]])
-        callback.on_epoch(epoch + 1, val_metrics, figure, last)
+        last = epochs.end_epoch(epoch, step, started, val_metrics,
+                                lambda: image_grid([val_images[:8], recon[:8]]))
     return last
 
 
@@ -326,12 +346,8 @@ def train_transformer(model: MaskGIT, train_images: torch.Tensor, val_images: to
     params = model.transformer.parameters()
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     generator = torch.Generator().manual_seed(cfg.seed)
-    start_epoch, step = 0, 0
-    state = _read_epoch(out, model) if resume else None
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        _set_rng_state(generator, state["rng"])
-        start_epoch, step = state["epoch"] + 1, state["step"]
+    epochs = _Checkpointing(out, model, "transformer", cfg, generator, {"optimizer": opt}, callback, meta)
+    start_epoch, step = epochs.resume(resume)
     model.to(device)
     n_tokens = train_tokens.shape[1]
     total_steps = cfg.epochs * (len(train_tokens) // cfg.batch_size)
@@ -347,7 +363,7 @@ def train_transformer(model: MaskGIT, train_images: torch.Tensor, val_images: to
             inputs = torch.where(mask, model.mask_token_id, target).to(device)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, total_steps, cfg)
-            with _autocast(cfg):
+            with bf16_autocast(cfg.device, cfg.autocast):
                 logits = model.transformer(inputs)
             loss = F.cross_entropy(logits[mask.to(device)].float(), target[mask].to(device),
                                    label_smoothing=cfg.label_smoothing)
@@ -359,11 +375,5 @@ def train_transformer(model: MaskGIT, train_images: torch.Tensor, val_images: to
             callback.on_step(step, {"loss": loss.item(), "lr": opt.param_groups[0]["lr"]})
             bar.set_postfix(loss=f"{loss.item():.3f}")
         val_metrics = evaluate_transformer(model, val_tokens, cfg)
-        val_metrics["epoch_seconds"] = time.perf_counter() - started
-        state = {"optimizer": opt.state_dict(), "rng": _rng_state(generator), "epoch": epoch, "step": step}
-        last = _write_epoch(out, epoch, model.cpu(), state,
-                            {**(meta or {}), "stage": "transformer", "epoch": epoch + 1, "step": step,
-                             "train_config": asdict(cfg), **val_metrics})
-        model.to(device)
-        callback.on_epoch(epoch + 1, val_metrics, _one_shot_figure(model, val_tokens), last)
+        last = epochs.end_epoch(epoch, step, started, val_metrics, lambda: _one_shot_figure(model, val_tokens))
     return last

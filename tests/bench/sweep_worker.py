@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import cli
-from bench import study, trial
+from bench import _sweep_worker, trial
 
 
 def hold_trials_until(path: Path) -> None:
@@ -30,7 +30,7 @@ def hold_trials_until(path: Path) -> None:
 
 
 def run_as_machine(name: str) -> None:
-    study.worker_label = lambda: f"{name}:{os.getpid()}"
+    _sweep_worker.worker_label = lambda: f"{name}:{os.getpid()}"
 
 
 if __name__ == "__main__":

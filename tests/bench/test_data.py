@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 import bench.data as data
 import cli
 from bench import toyfaces
+from bench.data import (build_benchmark, check_dataset, format_summary, image_files, load_image_folder,
+                        load_test_set, read_gt_csv, read_image, stroke_mask, write_gt_csv)
 from bench.errors import BenchError
-from bench.data import (build_benchmark, check_dataset, default_benchmark_dir,
-                        format_summary, image_files, load_image_folder, load_test_set, read_gt_csv,
-                        read_image, stroke_mask, write_gt_csv)
+from bench.session import default_benchmark_dir
 
 N_DISTINCT, N_DUPLICATES, N_TEST, N_VAL = 30, 5, 6, 4
 

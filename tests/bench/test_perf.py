@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from bench.data import load_test_set
 from bench.perf import perf_lines, run_perf
-from bench.trial import TrialSettings
+from bench.trial import Evaluator, TrialSettings
 from cli import app
 from maskgit.checkpoints import load_checkpoint
 from maskgit.decoding import DecodeConfig
@@ -21,7 +21,8 @@ def test_reference_and_harness_agree_exactly_and_every_phase_is_timed(tiny_check
     model, config = load_checkpoint(str(tiny_checkpoint))
     test = load_test_set(tiny_test_set).subset(4)
     settings = TrialSettings(decode=DecodeConfig(steps=3))
-    result = run_perf(model, config["weights_sha256"], test, settings, device="cpu", batch_size=3, progress=False)
+    evaluator = Evaluator(model, config["weights_sha256"], test, batch_size=3, cache=False, progress=False)
+    result = run_perf(evaluator, settings, progress=False)
     assert result.tokens_equal is True
     assert len(result.fid_reference) == len(result.fid_harness) == 3
     # same tokens -> same pixels -> same features; the two FID arithmetics agree to float rounding

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 
 import optuna
 import pytest
@@ -228,3 +230,17 @@ def test_a_database_url_works_as_storage(sweep, tmp_path):
     assert sweep(storage=url).counts["COMPLETE"] == 2
     study = optuna.load_study(study_name="study", storage=url)
     assert {t.params["schedule"] for t in study.trials} == {"cosine", "linear"}
+
+
+def test_opening_a_storage_imports_neither_torch_nor_mlflow(tmp_path):
+    """`bench report` and `bench dashboard` open the studies' storage without the sweep's machinery
+    (a fresh interpreter: this one has imported torch and MLflow already)."""
+    journal = tmp_path / "studies.journal"
+    code = ("import sys\n"
+            "from bench.dashboard import recorded_storage\n"
+            "from bench.storage import open_storage\n"
+            f"open_storage({str(journal)!r})\n"
+            f"recorded_storage({str(journal)!r})\n"
+            "print(' '.join(name for name in ('torch', 'mlflow') if name in sys.modules) or 'neither')\n")
+    opened = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert opened.stdout.strip() == "neither" and journal.is_file()

@@ -1,0 +1,156 @@
+"""MLflow side of a sweep: one parent run per invocation, one nested run per trial with its settings,
+its FID curve (`fid` at step s), summary metrics and figures. When MLflow stops answering, the
+running trial is recorded FAIL in Optuna and the sweep stops with one line (nothing is buffered)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import optuna
+from optuna.trial import TrialState
+
+from bench.data import TestSet
+from bench.errors import BenchError
+from bench.storage import redacted, study_provenance
+from bench.tracking import environment_tags
+from bench.trial import Evaluator, StepScore, TrialResult, TrialSettings, save_png
+
+if TYPE_CHECKING:
+    from bench._sweep_config import SweepConfig
+    from bench._sweep_outcome import SweepOutcome
+
+
+class TrackingError(BenchError):
+    """MLflow could not record a trial (say, the tracking server went away). The trial is recorded FAIL
+    in Optuna and the sweep stops instead of buffering: trials it cannot record would be missing from
+    every report."""
+
+
+def _recording(method):
+    """For RunLogger's methods: an MLflow failure becomes a one-line TrackingError naming --tracking-uri."""
+
+    @wraps(method)
+    def recorded(self, *args, **kwargs):
+        from mlflow.exceptions import MlflowException
+        from requests import RequestException
+
+        try:
+            return method(self, *args, **kwargs)
+        except (MlflowException, RequestException) as exc:
+            reason = " ".join(str(exc).split())[:300]
+            raise TrackingError(f"--tracking-uri {self.tracking_uri}: MLflow could not record the trial "
+                                f"({type(exc).__name__}: {reason}); the trial is recorded FAIL and the same "
+                                "command resumes the study once MLflow is back") from None
+
+    return recorded
+
+
+def end_run(client, run_id: str, status: str, state: TrialState, error: str | None = None) -> None:
+    """Close a trial run (status FINISHED, FAILED or KILLED) with its trial's Optuna state and error."""
+    client.set_tag(run_id, "optuna_state", state.name)
+    if error:
+        client.set_tag(run_id, "error", error[:5000])
+    client.set_terminated(run_id, status)
+
+
+class RunLogger:
+    """The MLflow side of a sweep: nested runs under the invocation's parent run."""
+
+    def __init__(self, client, tracking_uri: str, experiment_id: str, parent_run_id: str, tags: dict[str, str],
+                 params: dict[str, object]):
+        self.client, self.experiment_id, self.parent_run_id = client, experiment_id, parent_run_id
+        self.tracking_uri = redacted(tracking_uri)  # for messages
+        self.tags, self.params = tags, params  # on every trial run
+
+    @_recording
+    def start_trial(self, trial: optuna.Trial, study_name: str) -> str:
+        tags = {**self.tags, "mlflow.parentRunId": self.parent_run_id, "optuna_study_name": study_name,
+                "optuna_trial_number": str(trial.number)}
+        return self.client.create_run(self.experiment_id, run_name=f"trial-{trial.number:03d}", tags=tags).info.run_id
+
+    @_recording
+    def log_settings(self, run_id: str, settings: TrialSettings) -> None:
+        from mlflow.entities import Param
+
+        params = {**settings.params(), **self.params}
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    @_recording
+    def log_step(self, run_id: str, score: StepScore) -> None:
+        """`fid` at step s, so the UI draws FID against the decoding step."""
+        self.client.log_metric(run_id, "fid", score.fid, step=score.step)
+
+    @_recording
+    def log_result(self, run_id: str, result: TrialResult, objective_values: dict[str, float]) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        values = {"best_fid": result.best_fid, "best_step": result.best_step, "final_fid": result.final_fid,
+                  "decode_seconds_per_image": result.decode_seconds_per_image, "n_images": result.n_images,
+                  **{f"seconds_{phase}": seconds for phase, seconds in result.seconds.items()},
+                  **{f"objective_{name}": value for name, value in objective_values.items()}}
+        if result.kid is not None:
+            values["kid"] = result.kid
+        metrics = [Metric(key, float(value), now, 0) for key, value in values.items()]
+        self.client.log_batch(run_id, metrics=metrics, tags=[RunTag("cached", str(result.cached).lower())])
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "curve.csv").write_text(result.curve_csv())
+            for name, image in result.figures.items():
+                save_png(image, Path(folder) / name)
+            self.client.log_artifacts(run_id, folder)
+
+    @_recording
+    def end(self, run_id: str | None, status: str, state: TrialState, error: str | None = None) -> None:
+        if run_id is not None:
+            end_run(self.client, run_id, status, state, error)
+
+
+# --- what every run of a sweep records ------------------------------------------------------------
+
+
+def run_tags(config: SweepConfig, evaluator: Evaluator) -> dict[str, str]:
+    return {**environment_tags(evaluator.device), **asdict(study_provenance(evaluator)),
+            "optuna_study_name": config.study_name, "optuna_storage": redacted(config.storage)}
+
+
+def run_params(config: SweepConfig, test: TestSet) -> dict[str, object]:
+    """What every trial run records besides its settings: enough to replay it (`bench inpaint --from-run`)."""
+    checkpoint = Path(config.checkpoint)
+    return {"data": str(test.root), "n_images": len(test), "protocol": config.protocol,
+            "checkpoint": str(checkpoint.resolve()) if checkpoint.exists() else config.checkpoint}
+
+
+def log_sweep_params(client, run_id: str, config: SweepConfig, evaluator: Evaluator, trials: int) -> None:
+    from mlflow.entities import Param
+
+    params = {**run_params(config, evaluator.test), "sampler": config.sampler_name, "objective": config.objective,
+              "pruner": config.pruner, "n_trials": config.n_trials, "timeout": config.timeout,
+              "workers": config.workers, "trials_planned": trials, "batch_size": evaluator.batch_size,
+              "compiled": evaluator.compiled,
+              "search_space": json.dumps(config.space.describe())}
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+
+def baseline_metrics(baselines: Mapping[str, Mapping[str, float]]) -> list:
+    """baseline_<name>_fid / _kid: the reference rows `bench report` draws beside the trials."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(f"baseline_{name}_{key}", float(value), now, 0)
+            for name, row in baselines.items() for key, value in row.items()]
+
+
+def count_metrics(outcome: SweepOutcome) -> list:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    values = {f"trials_{state.lower()}": count for state, count in outcome.counts.items()}
+    values["trials_this_sweep"] = outcome.ran
+    return [Metric(key, float(value), now, 0) for key, value in values.items()]

@@ -1,0 +1,10 @@
+"""The defaults the command line shows and the library uses, in one place that imports nothing
+heavy (the CLI reads them to build its help)."""
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow store, beside the working directory
+DEFAULT_STORAGE = "bench-studies.journal"  # Optuna storage of the studies: a journal file
+DEFAULT_CHECKPOINT = "toyfaces"  # the shipped model of the embedded benchmark
+DEFAULT_LIMIT = 32  # embedded benchmark only: sized so the default sweep takes minutes on 2 CPU cores
+DEFAULT_PROTOCOL = "tf"  # FID resize protocol (bench.fid.PROTOCOLS)
+CPU_BATCH_SIZE = 8  # beyond ~8 images, batches fall out of the CPU caches (benchmarks/batch_speed.py)
+CUDA_BATCH_SIZE = 256

@@ -1,0 +1,49 @@
+"""Where the harness keeps what it generates, and how it writes files and folders so that no
+reader ever sees half of one (several worker processes share the caches)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from bench.errors import BenchError
+
+
+def cache_home() -> Path:
+    """Where generated data is cached: $MASKGIT_BENCH_HOME, else ~/.cache/maskgit-bench."""
+    return Path(os.environ.get("MASKGIT_BENCH_HOME") or Path.home() / ".cache" / "maskgit-bench")
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write via a temporary file in the same folder, so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as file:
+        try:
+            write(file)
+        except BaseException:
+            os.unlink(file.name)
+            raise
+    os.replace(file.name, path)
+
+
+@contextmanager
+def staged_folder(out: Path, overwrite: bool) -> Iterator[Path]:
+    """A temporary sibling of OUT, renamed into place at the end: a crash leaves no half folder."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        yield staging
+        if overwrite and out.is_dir():
+            shutil.rmtree(out)
+        try:
+            staging.rename(out)  # replaces an empty folder, fails on a non-empty one
+        except OSError as exc:
+            raise BenchError(f"{out}: could not move the finished build into place "
+                             f"({exc.strerror}); another build may have finished first") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
