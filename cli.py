@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 from typer.core import TyperGroup
 
+from bench.defaults import (CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DEFAULT_CHECKPOINT, DEFAULT_LIMIT, DEFAULT_PROTOCOL,
+                            DEFAULT_STORAGE, DEFAULT_TRACKING_URI)
 from bench.errors import BenchError
 
 
@@ -18,6 +21,7 @@ class _Group(TyperGroup):
         super().__init__(*args, **kwargs)
         _hide_repeated_defaults(self)
         _one_line_summaries(self)
+        _typed_metavars(self)
 
     def invoke(self, ctx):
         try:
@@ -38,8 +42,8 @@ def _hide_repeated_defaults(command) -> None:
 
 
 def _one_line_summaries(group) -> None:
-    """A command's summary in its group's listing is its help's first paragraph, which Typer's rich
-    listing prints with the docstring's line breaks; joined here."""
+    """A command's summary in its group's listing is its help's first paragraph, whole (click would cut
+    it at 45 characters), joined from the docstring's lines."""
     for sub in group.commands.values():
         if sub.help and not sub.short_help:
             sub.short_help = " ".join(sub.help.split("\n\n")[0].split())
@@ -47,12 +51,29 @@ def _one_line_summaries(group) -> None:
             _one_line_summaries(sub)
 
 
+_METAVARS = {"int": "INT", "float": "FLOAT", "Path": "PATH"}
+
+
+def _typed_metavars(command) -> None:
+    """INT, FLOAT and PATH for the options of those types (Typer would show <int>, <path>), the
+    metavars of _TEXT_METAVARS for text options that declare none (tests/test_cli.py checks them)."""
+    for param in command.params:
+        if param.param_type_name == "option" and param.metavar is None and not param.is_flag:
+            kind = "Path" if param.type_descriptor.is_path else param.bare_type()
+            param.metavar = _METAVARS.get(kind) or _TEXT_METAVARS.get(param.name)
+    for sub in getattr(command, "commands", {}).values():
+        _typed_metavars(sub)
+
+
+# Plain click help (no rich panels): it wraps every column at the terminal's width, so option names
+# and long values are never cut off at 80 columns.
 app = typer.Typer(
     cls=_Group,
     help="maskgit-bench: tune MaskGIT inpainting decoding settings with Optuna, FID per step, MLflow.\n\n"
          "Example: bench sweep --schedule cosine",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 data_app = typer.Typer(help="Build and validate lab-layout datasets.\n\n"
                             "Example: bench data check data/catfaces", no_args_is_help=True)
@@ -77,6 +98,29 @@ def main(
                                  help="Print the version and exit."),
 ):
     """Options of `bench` itself; the commands do the work (its help is the Typer app's)."""
+
+
+# --- options several commands share --------------------------------------------------------------
+
+_TEXT_METAVARS = {"checkpoint": "PATH|NAME", "device": "DEVICE", "preset": "NAME", "protocol": "NAME",
+                  "schedule": "NAME", "study": "NAME", "experiment": "NAME", "study_name": "NAME", "sampler": "NAME",
+                  "objective": "NAME", "pruner": "NAME", "from_run": "RUN_ID", "host": "ADDRESS",
+                  "composite": "LIST"}
+"""Metavars of the text options that do not declare their own: the same name takes the same kind of
+value in every command."""
+
+
+def _tracking_uri_option(what: str):
+    return typer.Option(DEFAULT_TRACKING_URI, metavar="URI", help=f"{what}. Default: {DEFAULT_TRACKING_URI}.")
+
+
+def _storage_option(what: str):
+    return typer.Option(DEFAULT_STORAGE, metavar="PATH|URL", help=f"{what}. Default: {DEFAULT_STORAGE}.")
+
+
+def _batch_size_option(what: str, **checks):
+    return typer.Option(None, **checks, help=f"{what}. Default: {CPU_BATCH_SIZE} on the CPU, {CUDA_BATCH_SIZE} "
+                                             "on CUDA.")
 
 
 # --- data commands -------------------------------------------------------------------------
@@ -145,11 +189,10 @@ def data_check(
 def fid_command(
     pred: Path = typer.Argument(..., help="Folder of predicted 64x64 images (.png/.jpg)."),
     gt: Path = typer.Argument(..., help="Ground truth: a folder of 64x64 images or a lab test_gt.csv."),
-    protocol: str = typer.Option("tf", help="Resize into InceptionV3: tf (torch-fidelity, TF1 bilinear) "
+    protocol: str = typer.Option(DEFAULT_PROTOCOL, help="Resize into InceptionV3: tf (torch-fidelity, TF1 bilinear) "
                                             "or lab (pytorch-fid, torch bilinear). Default: tf."),
     kid: bool = typer.Option(True, "--kid/--no-kid", help="Also report KID mean ± std. Default: on."),
-    batch_size: int | None = typer.Option(None, help="Images per forward pass. Default: 256 on CUDA, "
-                                                      "16 on CPU."),
+    batch_size: int | None = _batch_size_option("Images per forward pass"),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, ... Default: cuda if available."),
     weights: Path | None = typer.Option(None, help="InceptionV3 weights in torch-fidelity's format. "
                                                    "Default: $MASKGIT_BENCH_INCEPTION, else found offline."),
@@ -193,8 +236,7 @@ def train_vqgan(
     bf16: bool | None = typer.Option(None, "--bf16/--fp32", help=_BF16_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out. "
                                                         "Default: off (start afresh)."),
-    tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store (experiment train-vqgan). "
-                                                                 "Default: sqlite:///mlflow.db."),
+    tracking_uri: str = _tracking_uri_option("MLflow store (experiment train-vqgan)"),
 ):
     """Stage 1: train the VQGAN tokenizer (L1 + codebook + PatchGAN losses; dead codes restarted).
 
@@ -223,8 +265,7 @@ def train_transformer(
     bf16: bool | None = typer.Option(None, "--bf16/--fp32", help=_BF16_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out. "
                                                         "Default: off (start afresh)."),
-    tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store (experiment train-transformer). "
-                                                                 "Default: sqlite:///mlflow.db."),
+    tracking_uri: str = _tracking_uri_option("MLflow store (experiment train-transformer)"),
 ):
     """Stage 2: masked visual token modelling on tokens of the frozen VQGAN (cached once).
 
@@ -259,51 +300,89 @@ def import_lab(
 # --- sweep / inpaint / ui ------------------------------------------------------------------
 
 
-_SPEC = "8 (fixed), 5,8,13 (choice) or 4..16 (range; floats also 0.5..8:log, 0..1:0.25)"
+@dataclass(frozen=True)
+class _Setting:
+    """A decoding setting of a trial (bench.trial.TrialSettings) as an option."""
+
+    kind: str  # what one value is: INT, FLOAT, NAME or on|off
+    help: str  # what the setting is
+    default: str  # the settings' own default (inpaint: unless the replayed run or the model card says otherwise)
+    searched_default: str | None = None  # sweep's, when it searches more than the default
+    searchable: bool = True
+
+
+_SETTINGS = {
+    "schedule": _Setting("NAME", "Mask schedule (linear, cosine, lab-cosine, square, cubic, sqrt, log, exp, arccos, "
+                                 "pow<p>)", "cosine", "all of them, searched"),
+    "steps": _Setting("INT", "Total iterations T", "8", "4,6,8"),
+    "choice_temperature": _Setting("FLOAT", "Gumbel noise on the confidences", "4.5"),
+    "anneal": _Setting("NAME", "Choice-temperature anneal: linear, none or cosine", "linear"),
+    "sampling": _Setting("on|off", "Categorical sampling (on) or argmax (off)", "on"),
+    "sampling_temperature": _Setting("FLOAT", "Softmax temperature of the sampling", "1.0"),
+    "confidence": _Setting("NAME", "Confidence of a sample: log (log p, MaskGIT) or prob (p, the seed report's)",
+                           "log"),
+    "composite": _Setting("NAME", "Paste decoded pixels into the holes of the input: off, hard, feather, "
+                                  "seamless (Poisson cloning)", "off"),
+    "feather": _Setting("INT", "Blend width in pixels for composite feather", "2"),
+    "dilation": _Setting("INT", "Widen the unknown tokens by whole tokens", "0"),
+    "seed": _Setting("INT", "Seed of the per-image random streams (sweep: also of the samplers)", "0",
+                     searchable=False),
+}
+"""The eleven settings `bench sweep` and `bench inpaint` take, declared once: the sweep searches
+each (a value, a list or a range: bench/search_space.py), inpaint fixes each to one value."""
+
+_SEARCH_SYNTAX = {"INT": "a value, a list 5,8,13 or a range 4..16", "FLOAT": "a value, a list 0.5,1 or a range "
+                  "0.5..8 (0.5..8:log, 0..1:0.25)"}
+
+
+def _setting_option(name: str, searched: bool):
+    """The option of setting `name`: one value, or (searched) a list or range of them."""
+    setting = _SETTINGS[name]
+    if not (searched and setting.searchable):
+        return typer.Option(None, metavar=setting.kind, help=f"{setting.help}. Default: {setting.default}.")
+    default = setting.searched_default or setting.default
+    if name == "schedule":  # repeated rather than comma-separated: pow<p> names hold no commas, but read better
+        return typer.Option(None, metavar="NAME", help=f"{setting.help}; repeat to search several. "
+                                                        f"Default: {default}.")
+    numeric = setting.kind in _SEARCH_SYNTAX
+    syntax = _SEARCH_SYNTAX[setting.kind] if numeric else "one, or a comma-separated list to search"
+    return typer.Option(None, metavar=f"{setting.kind}|LIST" + ("|RANGE" if numeric else ""),
+                        help=f"{setting.help}; {syntax}. Default: {default}.")
+
+
 _COMPILE_HELP = ("Run the transformer and the VQGAN decoder through torch.compile: for CUDA; the first batches "
                  "pay the compilation, and on 2-core CPUs it was no faster. Default: off.")
 
 
 @app.command("sweep")
 def sweep(
-    schedule: list[str] | None = typer.Option(None, help="Mask schedule to search; repeat for several "
-                                                          "(linear, cosine, lab-cosine, square, cubic, sqrt, log, "
-                                                          "exp, arccos, pow<p>). Default: all of them, searched."),
-    steps: str | None = typer.Option(None, help=f"Total iterations T: {_SPEC}. Default: 4,6,8."),
-    sweet_spot: str | None = typer.Option(None, help="Output step s: auto (each trial's best step, from its "
-                                                     "FID curve), any (sampled in 1..T), a step, steps 3,5 or a "
-                                                     "range 2..6. Default: auto."),
-    choice_temperature: str | None = typer.Option(None, help=f"Gumbel noise on the confidences: {_SPEC}. "
-                                                             "Default: 4.5."),
-    anneal: str | None = typer.Option(None, help="Choice-temperature anneal: linear, none, cosine, or a choice "
-                                                 "such as linear,none. Default: linear."),
-    sampling: str | None = typer.Option(None, help="on (categorical sampling), off (argmax) or on,off. "
-                                                   "Default: on."),
-    sampling_temperature: str | None = typer.Option(None, help=f"Softmax temperature of the sampling: {_SPEC}. "
-                                                               "Default: 1.0."),
-    confidence: str | None = typer.Option(None, help="Confidence of a sample: log (log p, MaskGIT) or prob "
-                                                     "(p, the seed report's), or log,prob. Default: log."),
-    composite: str | None = typer.Option(None, help="Paste decoded pixels into the holes of the input: off, "
-                                                    "hard, feather, seamless (Poisson cloning), or a choice. "
-                                                    "Default: off."),
-    feather: str | None = typer.Option(None, help=f"Blend width in pixels for composite feather: {_SPEC}. "
-                                                  "Default: 2."),
-    dilation: str | None = typer.Option(None, help=f"Widen the unknown tokens by whole tokens: {_SPEC}. "
-                                                   "Default: 0."),
-    seed: int | None = typer.Option(None, help="Seed of the per-image random streams (and of the samplers). "
-                                               "Default: 0."),
+    schedule: list[str] | None = _setting_option("schedule", searched=True),
+    steps: str | None = _setting_option("steps", searched=True),
+    sweet_spot: str | None = typer.Option(None, metavar="auto|any|INT|LIST|RANGE",
+                                          help="Output step s: auto (each trial's best step, from its FID curve), "
+                                               "any (sampled in 1..T), a step, steps 3,5 or a range 2..6. "
+                                               "Default: auto."),
+    choice_temperature: str | None = _setting_option("choice_temperature", searched=True),
+    anneal: str | None = _setting_option("anneal", searched=True),
+    sampling: str | None = _setting_option("sampling", searched=True),
+    sampling_temperature: str | None = _setting_option("sampling_temperature", searched=True),
+    confidence: str | None = _setting_option("confidence", searched=True),
+    composite: str | None = _setting_option("composite", searched=True),
+    feather: str | None = _setting_option("feather", searched=True),
+    dilation: str | None = _setting_option("dilation", searched=True),
+    seed: int | None = _setting_option("seed", searched=False),
     study_file: Path | None = typer.Option(None, help="A whole study as TOML (see studies/*.toml); options "
                                                       "given here override it. Default: none."),
     data: Path | None = typer.Option(None, help="Benchmark root or test-only folder (masked_image/, mask64/, "
                                                 "gt/ or test_gt.csv). Default: the embedded toy-face benchmark."),
     checkpoint: str | None = typer.Option(None, help="Model: a checkpoint folder or a shipped name. "
-                                                     "Default: toyfaces (shipped)."),
-    limit: int | None = typer.Option(None, help="Use the first N test images. Default: 32 on the embedded "
-                                                "benchmark (it has 256), all with --data."),
+                                                     f"Default: {DEFAULT_CHECKPOINT} (shipped)."),
+    limit: int | None = typer.Option(None, help=f"Use the first N test images. Default: {DEFAULT_LIMIT} on the "
+                                                "embedded benchmark, all with --data."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ... Default: auto."),
-    batch_size: int | None = typer.Option(None, help="Images decoded per batch (results do not depend on it). "
-                                                     "Default: 8 on the CPU, 256 on CUDA."),
-    protocol: str = typer.Option("tf", help="FID resize protocol: tf or lab (see `bench fid`). Default: tf."),
+    batch_size: int | None = _batch_size_option("Images decoded per batch (results do not depend on it)"),
+    protocol: str = typer.Option(DEFAULT_PROTOCOL, help="FID resize protocol: tf or lab (see `bench fid`). "
+                                                        f"Default: {DEFAULT_PROTOCOL}."),
     n_trials: int | None = typer.Option(None, help="Finished trials the study should have; resuming runs only "
                                                    "the missing ones. Default: 4; grid: every point."),
     timeout: float | None = typer.Option(None, help="Seconds after which no new trial starts. Default: none."),
@@ -316,10 +395,9 @@ def sweep(
                                                  "Default: none."),
     study_name: str | None = typer.Option(None, help="Study (and MLflow experiment) to create or resume. "
                                                      "Default: the study file's name, else sweep-<schedules>."),
-    storage: str = typer.Option("bench-studies.journal", help="Optuna storage: a journal file several "
-                                                              "processes share, or a database URL "
-                                                              "(postgresql+psycopg2://...). Default: bench-studies.journal."),
-    tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store. Default: sqlite:///mlflow.db."),
+    storage: str = _storage_option("Optuna storage: a journal file several processes share, or a database URL "
+                                   "(postgresql+psycopg2://...)"),
+    tracking_uri: str = _tracking_uri_option("MLflow store"),
     workers: int = typer.Option(1, help="Worker processes on this machine, each an Optuna worker on the "
                                         "storage. Default: 1."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse results of settings already evaluated "
@@ -366,10 +444,8 @@ def report_command(
                                                "Default: reports/<study>."),
     steps: int | None = typer.Option(None, help="T of the FID-vs-step and schedule figures. Default: the T "
                                                 "with the most trials."),
-    storage: str = typer.Option("bench-studies.journal", help="Optuna storage of the studies (history, "
-                                                              "importances, Pareto front). Default: "
-                                                              "bench-studies.journal."),
-    tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store. Default: sqlite:///mlflow.db."),
+    storage: str = _storage_option("Optuna storage of the studies (history, importances, Pareto front)"),
+    tracking_uri: str = _tracking_uri_option("MLflow store"),
     log: bool = typer.Option(True, "--log/--no-log", help="Also log the report as artifacts of each study's "
                                                           "newest parent run. Default: on."),
 ):
@@ -397,8 +473,7 @@ def perf(
                                                  "tiny), for timing only. Default: none."),
     schedule: str = typer.Option("cosine", help="Mask schedule of the timed trial. Default: cosine."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, ... Default: auto."),
-    batch_size: int | None = typer.Option(None, help="Images per decoding batch of the harness. "
-                                                     "Default: 8 on the CPU, 256 on CUDA."),
+    batch_size: int | None = _batch_size_option("Images per decoding batch of the harness"),
     reference: bool = typer.Option(True, "--reference/--no-reference", help="Also time the reference workflow "
                                                                             "(slow: batch 1, T FIDs). Default: on."),
     phases: bool = typer.Option(True, "--phases/--no-phases", help="Also time the pure compute phases alone "
@@ -424,27 +499,25 @@ def inpaint_command(
                                                    "image count (options given here win). Default: none."),
     sweet_spot: int | None = typer.Option(None, help="Which step's output to write. Default: the replayed "
                                                      "trial's best step, else the model card's, else T."),
-    schedule: str | None = typer.Option(None, help="Mask schedule. Default: cosine (or the run's / model card's)."),
-    steps: str | None = typer.Option(None, help="Total iterations T. Default: 8."),
-    choice_temperature: str | None = typer.Option(None, help="Gumbel noise on the confidences. Default: 4.5."),
-    anneal: str | None = typer.Option(None, help="linear, none or cosine. Default: linear."),
-    sampling: str | None = typer.Option(None, help="on (categorical) or off (argmax). Default: on."),
-    sampling_temperature: str | None = typer.Option(None, help="Softmax temperature. Default: 1.0."),
-    confidence: str | None = typer.Option(None, help="log or prob. Default: log."),
-    composite: str | None = typer.Option(None, help="off, hard, feather or seamless. Default: off."),
-    feather: str | None = typer.Option(None, help="Blend width in pixels for composite feather. Default: 2."),
-    dilation: str | None = typer.Option(None, help="Widen the unknown tokens by whole tokens. Default: 0."),
-    seed: str | None = typer.Option(None, help="Seed of the per-image random streams. Default: 0."),
+    schedule: str | None = _setting_option("schedule", searched=False),
+    steps: str | None = _setting_option("steps", searched=False),
+    choice_temperature: str | None = _setting_option("choice_temperature", searched=False),
+    anneal: str | None = _setting_option("anneal", searched=False),
+    sampling: str | None = _setting_option("sampling", searched=False),
+    sampling_temperature: str | None = _setting_option("sampling_temperature", searched=False),
+    confidence: str | None = _setting_option("confidence", searched=False),
+    composite: str | None = _setting_option("composite", searched=False),
+    feather: str | None = _setting_option("feather", searched=False),
+    dilation: str | None = _setting_option("dilation", searched=False),
+    seed: int | None = _setting_option("seed", searched=False),
     data: Path | None = typer.Option(None, help="Benchmark root or test-only folder (masked_image/, mask64/, "
                                                 "optional gt/ or test_gt.csv). Default: the embedded benchmark."),
-    checkpoint: str | None = typer.Option(None, help="Checkpoint folder or shipped name. Default: toyfaces."),
-    limit: int | None = typer.Option(None, help="The first N test images. Default: all (embedded: 32)."),
+    checkpoint: str | None = typer.Option(None, help=f"Checkpoint folder or shipped name. Default: {DEFAULT_CHECKPOINT}."),
+    limit: int | None = typer.Option(None, help=f"The first N test images. Default: all (embedded: {DEFAULT_LIMIT})."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ... Default: auto."),
-    batch_size: int | None = typer.Option(None, help="Images decoded per batch. Default: 8 on the CPU, "
-                                                     "256 on CUDA."),
+    batch_size: int | None = _batch_size_option("Images decoded per batch"),
     protocol: str | None = typer.Option(None, help="FID protocol: tf or lab. Default: tf (or the replayed run's)."),
-    tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store of --from-run. "
-                                                                 "Default: sqlite:///mlflow.db."),
+    tracking_uri: str = _tracking_uri_option("MLflow store of --from-run"),
     overwrite: bool = typer.Option(False, help="Replace images already in --out. Default: off."),
 ):
     """Inpaint a test set with one decoding configuration; prints FID/KID when there is ground truth.
@@ -455,7 +528,7 @@ def inpaint_command(
 
     options = dict(schedule=schedule, steps=steps, choice_temperature=choice_temperature, anneal=anneal,
                    sampling=sampling, sampling_temperature=sampling_temperature, confidence=confidence,
-                   composite=composite, feather=feather, dilation=dilation, seed=seed)
+                   composite=composite, feather=feather, dilation=dilation, seed=None if seed is None else str(seed))
     outcome = inpaint(options, out, sweet_spot=sweet_spot, from_run=from_run, tracking_uri=tracking_uri,
                       data=None if data is None else str(data), checkpoint=checkpoint, limit=limit, device=device,
                       batch_size=batch_size, protocol=protocol, overwrite=overwrite)
@@ -470,9 +543,10 @@ def inpaint_command(
 
 @app.command("evaluate")
 def evaluate_command(
-    checkpoint: str = typer.Option("toyfaces", help="Checkpoint folder or shipped name. Default: toyfaces."),
+    checkpoint: str = typer.Option(DEFAULT_CHECKPOINT, help=f"Checkpoint folder or shipped name. "
+                                                            f"Default: {DEFAULT_CHECKPOINT}."),
     data: Path | None = typer.Option(None, help="Benchmark root or test folder. Default: the embedded benchmark."),
-    limit: int | None = typer.Option(None, help="The first N test images. Default: all (embedded: 32)."),
+    limit: int | None = typer.Option(None, help=f"The first N test images. Default: all (embedded: {DEFAULT_LIMIT})."),
     schedule: str = typer.Option("cosine", help="Schedule of the multi-step row. Default: cosine."),
     steps: int = typer.Option(8, min=2, help="T of the multi-step row (its best step is reported). Default: 8."),
     choice_temperature: float = typer.Option(4.5, min=0.0, help="Choice temperature of the multi-step row. "
@@ -484,8 +558,7 @@ def evaluate_command(
                                                         "one pair of rows each: hard, feather, seamless (Poisson "
                                                         "cloning). Default: hard,seamless."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ... Default: auto."),
-    batch_size: int | None = typer.Option(None, min=1, help="Images per batch. Default: 8 on the CPU, 256 on "
-                                                            "CUDA."),
+    batch_size: int | None = _batch_size_option("Images per batch", min=1),
     out: Path | None = typer.Option(None, help="Also write the numbers as JSON here. Default: print only."),
 ):
     """Measure a trained model for its model card: VQGAN reconstruction PSNR/FID and codebook usage,
@@ -518,7 +591,7 @@ _HOST_HELP = ("Address to listen on: 127.0.0.1 keeps it on this machine, 0.0.0.0
 
 @app.command("ui")
 def ui_command(
-    tracking_uri: str = typer.Option("sqlite:///mlflow.db", help="MLflow store. Default: sqlite:///mlflow.db."),
+    tracking_uri: str = _tracking_uri_option("MLflow store"),
     host: str = typer.Option("127.0.0.1", help=_HOST_HELP),
     port: int = typer.Option(5000, min=1, max=65535, help="TCP port. Default: 5000."),
 ):
@@ -535,8 +608,7 @@ def ui_command(
 
 @app.command("dashboard")
 def dashboard_command(
-    storage: str = typer.Option("bench-studies.journal", help="Optuna storage of the studies: a journal file or "
-                                                              "a database URL. Default: bench-studies.journal."),
+    storage: str = _storage_option("Optuna storage of the studies: a journal file or a database URL"),
     host: str = typer.Option("127.0.0.1", help=_HOST_HELP),
     port: int = typer.Option(8080, min=1, max=65535, help="TCP port. Default: 8080."),
 ):

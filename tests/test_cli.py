@@ -84,6 +84,33 @@ def test_every_option_states_its_default_unless_required():
                 assert param.required or "Default:" in param.help, (path, param.name)
 
 
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda path: " ".join(path) or "bench")
+def test_every_option_is_named_whole_with_what_it_takes_at_80_columns(path):
+    """No option name cut off (`--sampling-temperatu…`), no line past 80 columns, and every option
+    that takes a value says what kind: INT, FLOAT, PATH, NAME, INT|LIST|RANGE, ..., never <str> or TEXT."""
+    command = ROOT
+    for name in path:
+        command = command.commands[name]
+    result = invoke([*path, "--help"], terminal_width=80, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(map(len, lines)) <= 80 and "…" not in result.output
+    options = lines[lines.index("Options:"):]
+    for param in command.params:
+        if not isinstance(param, typer.core.TyperOption) or param.name in TYPER_FLAGS:
+            continue
+        names = " / ".join(param.opts + param.secondary_opts)
+        shown = [line.split() for line in options if line.startswith(f"  {names} ") or line == f"  {names}"]
+        assert shown, f"{names} is not named whole in `bench {' '.join(path)} --help`"
+        if not param.is_flag:
+            metavar = shown[0][1]
+            assert metavar == param.metavar and not metavar.startswith("<") and metavar != "TEXT", (names, metavar)
+            kind = param.bare_type()
+            if kind in ("int", "float"):  # typed numbers say so; the decoding settings' text may be ranges
+                assert kind.upper() in metavar, (names, metavar)
+    assert "<str>" not in result.output and " TEXT" not in result.output
+
+
 def test_shell_completion_is_offered():
     assert "--install-completion" in invoke(["--help"]).output
 
