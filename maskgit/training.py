@@ -101,6 +101,14 @@ def _set_rng_state(generator: torch.Generator, state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
+def _prepared(out: str | Path, callback: TrainCallback | None, cfg: TrainConfig
+              ) -> tuple[Path, TrainCallback, torch.device]:
+    """The output folder (created), the callback (a silent one by default) and the training device."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out, callback or TrainCallback(), torch.device(cfg.device)
+
+
 @dataclass
 class _Checkpointing:
     """What both trainers do around their epochs: continue from the newest checkpoint, and end each
@@ -188,9 +196,7 @@ def train_vqgan(model: MaskGIT, train_images: torch.Tensor, val_images: torch.Te
                 cfg: TrainConfig, callback: TrainCallback | None = None, resume: bool = False,
                 meta: dict | None = None) -> Path:
     """Stage 1: L1 reconstruction + codebook/commitment + hinge PatchGAN loss after `disc_start` steps."""
-    out, callback = Path(out), callback or TrainCallback()
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(cfg.device)
+    out, callback, device = _prepared(out, callback, cfg)
     vq = model.vqgan
     disc = PatchDiscriminator(vq.cfg.image_channels, base_channels=32, n_layers=2)
     opt = torch.optim.Adam(vq.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
@@ -337,9 +343,7 @@ def train_transformer(model: MaskGIT, train_images: torch.Tensor, val_images: to
                       cfg: TrainConfig, callback: TrainCallback | None = None, resume: bool = False,
                       meta: dict | None = None) -> Path:
     """Stage 2: masked visual token modelling on tokens of the frozen VQGAN (AdamW, warm-up, cosine decay)."""
-    out, callback = Path(out), callback or TrainCallback()
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(cfg.device)
+    out, callback, device = _prepared(out, callback, cfg)
     model.vqgan.requires_grad_(False)
     train_tokens = cached_tokens(model, train_images, out, hflip=cfg.hflip_tokens)
     val_tokens = cached_tokens(model, val_images, out, hflip=False)
