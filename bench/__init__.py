@@ -1,6 +1,10 @@
 """maskgit-bench: the experiment harness (data, FID, trials, studies, tracking, reports)."""
 
+from bench.offline import disable_telemetry
+
 __version__ = "0.1.0"
+
+disable_telemetry()
 
 
 def package_version() -> str:

@@ -33,6 +33,10 @@ def environment_tags(device: str) -> dict[str, str]:
 # --- sweeps: explicit clients and experiments (bench/study.py) -----------------------------------
 
 ARTIFACTS_BESIDE_SQLITE = "mlartifacts"
+# The MLflow UI opens an experiment in its model-training view (runs, metrics, charts) rather than its
+# GenAI view (traces, prompts) when the experiment carries this tag; the UI's own name for the kind.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
 
 
 def tracking_client(tracking_uri: str):
@@ -78,11 +82,14 @@ def ensure_experiment(client, name: str, tracking_uri: str) -> str:
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
             location = (database.resolve().parent / ARTIFACTS_BESIDE_SQLITE / safe).as_uri()
         try:
-            return client.create_experiment(name, artifact_location=location)
+            kind = {EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND}
+            return client.create_experiment(name, artifact_location=location, tags=kind)
         except MlflowException:  # created meanwhile by another process
             experiment = client.get_experiment_by_name(name)
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) is None:  # made before bench set the kind
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
     return experiment.experiment_id
 
 
@@ -117,8 +124,15 @@ def run_mlflow_ui(tracking_uri: str, host: str, port: int) -> None:
 
 def mlflow_ui_command(tracking_uri: str, host: str, port: int) -> list[str]:
     """The `mlflow ui` command line of `bench ui`. One worker process: the UI serves one person, and
-    MLflow's default of four would each import MLflow on a machine that is busy decoding."""
+    MLflow's default of four would each import MLflow on a machine that is busy decoding. MLflow's
+    app as bench/offline.py serves it (registered by installing maskgit-bench)."""
     import sys
+    from importlib.metadata import entry_points
+
+    from bench.offline import MLFLOW_APP_NAME
+
+    if not entry_points(group="mlflow.app", name=MLFLOW_APP_NAME):
+        raise BenchError("bench ui: maskgit-bench's MLflow app is not registered; reinstall: pip install -e .")
 
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
-            "--host", host, "--port", str(port), "--workers", "1"]
+            "--host", host, "--port", str(port), "--workers", "1", "--app-name", MLFLOW_APP_NAME]

@@ -29,6 +29,7 @@ import torch
 from mlflow import MlflowClient
 
 import cli
+from bench.offline import TELEMETRY_OFF
 from bench.study import build_sweep_config, open_storage, run_sweep
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -39,6 +40,8 @@ STUDY = "browser-study"
 TRIAL_RUNS = ("trial-000", "trial-001")
 SERVER_START_S = 120  # importing MLflow on a busy 2-core machine takes a while
 PAGE_LOAD_S = 60
+MLFLOW_QUIET_MARKERS = ("PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS")  # MLflow sends nothing under these
+USAGE_DATA_BANNER = "collects usage data"  # MLflow 3's home-page alert about its telemetry
 NESTED_RUNS_EXPANDER = "button[data-component-id*='runnamecellrenderer']"  # MLflow 3's run-name cell
 
 @pytest.fixture(scope="module")
@@ -99,13 +102,20 @@ def serving(args: list[str], ready_path: str, folder: Path):
     log = folder / f"{args[0]}-server.log"
     with log.open("w") as output:
         server = subprocess.Popen([sys.executable, str(CLI), *args, "--port", str(port)], cwd=folder,
-                                  stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+                                  env=users_environment(), stdout=output, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url + ready_path, server, log)
         yield url
     finally:
         stop(server)
+
+
+def users_environment() -> dict[str, str]:
+    """This environment as a user's shell has it: without the telemetry switches that importing
+    `bench` set here, nor the markers of a test run that make MLflow quiet by itself."""
+    return {k: v for k, v in os.environ.items() if k not in (*TELEMETRY_OFF, *MLFLOW_QUIET_MARKERS)}
 
 
 def wait_until_ready(url: str, server: subprocess.Popen, log: Path) -> None:
@@ -196,6 +206,23 @@ def test_the_mlflow_ui_lists_the_trials_and_serves_their_fid_curves(recorded, br
             history = get_json(f"{url}/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=fid")
             curve = {int(point["step"]): point["value"] for point in history["metrics"]}
             assert len(history["metrics"]) == 2 and curve == trial.intermediate_values
+
+
+def test_the_mlflow_ui_of_bench_ui_sends_no_usage_data(recorded, browser, tmp_path):
+    """`bench ui` started as a user starts it: its server tells the page not to send usage data and
+    drops what a page posts; the home page shows no banner about collecting usage data."""
+    folder, tracking_uri, _ = recorded
+    with serving(["ui", "--tracking-uri", tracking_uri], "/health", folder) as url:
+        config = get_json(f"{url}/ajax-api/3.0/mlflow/ui-telemetry")
+        assert config["disable_ui_telemetry"] is True and config["ui_rollout_percentage"] == 0
+        posted = urllib.request.Request(f"{url}/ajax-api/3.0/mlflow/ui-telemetry", data=b'{"records": []}',
+                                        headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(posted, timeout=30) as response:
+            assert json.load(response) == {"status": "disabled"}
+        browser.get(f"{url}/#/")
+        wait_for_texts(browser, ["Welcome to MLflow", STUDY])
+        screenshot(browser, tmp_path, "mlflow-ui-home")
+        assert USAGE_DATA_BANNER not in browser.find_element("tag name", "body").text
 
 
 def test_the_optuna_dashboard_shows_the_study(recorded, browser, tmp_path):
