@@ -1,10 +1,13 @@
 """bench evaluate: the model-card numbers of a checkpoint, with the baselines beside them."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
+from bench.quality import masked_token_accuracy
 from cli import app
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -42,3 +45,36 @@ def test_evaluate_refuses_a_missing_checkpoint(tmp_path):
     result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(tmp_path / "nope")])
     assert result.exit_code == 2
     assert "nope: no such checkpoint" in result.output and "Traceback" not in result.output
+
+class ScriptedTransformer(torch.nn.Module):
+    """Predicts the given tokens (one-hot logits), batch after batch, and keeps what it was shown."""
+
+    def __init__(self, predictions: torch.Tensor, vocabulary: int):
+        super().__init__()
+        self.predictions, self.vocabulary, self.shown = predictions, vocabulary, []
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        start = sum(len(batch) for batch in self.shown)
+        self.shown.append(tokens)
+        return torch.nn.functional.one_hot(self.predictions[start:start + len(tokens)], self.vocabulary).float()
+
+
+def test_masked_token_accuracy_counts_hole_tokens_only():
+    """Known answer: the holes touch 1, 4 and 2 tokens of three images (7 in all); the predictions
+    are right at 4 of them and wrong at every known token, so the accuracy is 4/7, whatever the
+    batching. The transformer sees the mask token at exactly the hole tokens."""
+    mask_id, gt = 8, torch.arange(3 * 256).reshape(3, 256) % 8
+    holes = torch.zeros(3, 64, 64, dtype=torch.bool)
+    holes[0, 0, 0] = True  # token 0
+    holes[1, :8, :8] = True  # tokens 0, 1, 16, 17
+    holes[2, 63, 63] = holes[2, 21, 13] = True  # tokens 255 and 5 * 16 + 3 = 83
+    predictions = (gt + 1) % 8  # wrong everywhere...
+    for image, token in ((0, 0), (1, 0), (1, 17), (2, 255)):  # ...but at four hole tokens
+        predictions[image, token] = gt[image, token]
+    transformer = ScriptedTransformer(predictions, vocabulary=mask_id + 1)
+    evaluator = SimpleNamespace(model=SimpleNamespace(transformer=transformer, mask_token_id=mask_id),
+                                test=SimpleNamespace(holes=holes), batch_size=2, device="cpu")
+    assert masked_token_accuracy(evaluator, gt) == pytest.approx(4 / 7)
+    shown = torch.cat(transformer.shown)
+    assert [len(batch) for batch in transformer.shown] == [2, 1]
+    assert (shown == mask_id).sum().item() == 7 and torch.equal(shown[shown != mask_id], gt[shown != mask_id])

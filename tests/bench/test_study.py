@@ -1,11 +1,12 @@
 """bench.study: what a sweep leaves in Optuna and MLflow, resuming, failures, Ctrl-C and workers.
 
 Trials score images with `instant_fid` (what is tested is everything around the FID; bench.trial's
-tests compute real ones), a tiny random model decodes six cat faces in T = 2 steps.
+tests compute real ones), a tiny random model decodes six toy faces in T = 2 steps.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import subprocess
@@ -205,6 +206,28 @@ def test_a_pruned_trial_keeps_its_curve_so_far_and_the_study_goes_on(sweep, tmp_
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["optuna_state"] == "PRUNED"
     assert [m.step for m in client.get_metric_history(run_id, "fid")] == [1]
+
+
+def test_the_median_pruner_stops_a_trial_worse_than_the_median_at_a_step(sweep, tmp_path, monkeypatch):
+    """`--pruner median` is Optuna's MedianPruner after 2 startup trials. The FID each trial reports
+    is scripted by the order trials start in: 10 then 9, 20 then 19, 30 then 29, 12 then 11. The third
+    is worse at step 1 than the median of the first two (15) and is pruned there; the fourth is better
+    at step 1 (12 < 15) and at step 2 (11 < 14) and completes."""
+    curves = iter([(10.0, 9.0), (20.0, 19.0), (30.0, 29.0), (12.0, 11.0)])
+    evaluate = trial_module.Evaluator.evaluate
+
+    def scripted(self, settings, on_step=None):
+        curve = next(curves)
+        return evaluate(self, settings, on_step=lambda score: on_step(
+            dataclasses.replace(score, fid=curve[score.step - 1])))
+
+    monkeypatch.setattr(trial_module.Evaluator, "evaluate", scripted)
+    outcome = sweep({"schedule": ["cosine", "linear", "square", "log"], "steps": "2"}, pruner="median")
+    assert outcome.counts["PRUNED"] == 1 and outcome.counts["COMPLETE"] == 3
+    trials = sorted(load(tmp_path).trials, key=lambda t: t.datetime_start)  # in the order they ran
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.PRUNED, TrialState.COMPLETE]
+    assert [t.intermediate_values for t in trials] == [{1: 10.0, 2: 9.0}, {1: 20.0, 2: 19.0}, {1: 30.0},
+                                                       {1: 12.0, 2: 11.0}]
 
 
 def test_a_grid_point_enqueued_twice_runs_once(sweep, tmp_path):

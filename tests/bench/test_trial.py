@@ -171,6 +171,11 @@ def test_curves_of_one_decode_merge_in_the_cache(instant_fid, tiny_checkpoint, t
 
 def test_a_compiled_evaluator_runs_compiled_networks_and_caches_its_trials_apart(instant_fid, tiny_checkpoint,
                                                                                  tiny_test_set):
+    """Compiled and eager decoding give the same tokens; their floats cannot agree bit for bit on the
+    CPU: inductor fuses the softmax and layer norms into loops of its own that sum in another order,
+    so logits differ in their last bits (1.5e-7 of 0.45 measured). A token could only differ where
+    a uniform or a confidence falls that close to a boundary, which none here does; decoded pixels
+    may then differ by one grey level where a value sits on a rounding edge."""
     settings = TrialSettings(DecodeConfig(schedule="cosine", steps=2), seed=5)
     eager = make_evaluator(tiny_checkpoint, tiny_test_set)
     compiled = make_evaluator(tiny_checkpoint, tiny_test_set, compiled=True)
@@ -179,5 +184,12 @@ def test_a_compiled_evaluator_runs_compiled_networks_and_caches_its_trials_apart
     eager.evaluate(settings)
     first = compiled.evaluate(settings)
     assert not first.cached and compiled.evaluate(settings).cached  # never answered by the eager result
-    same = (compiled.decode(settings).filled == eager.decode(settings).filled).float().mean().item()
-    assert same > 0.95  # the same network: only float rounding may tip a sample
+    decoded = compiled.decode(settings)
+    assert torch.equal(decoded.filled, eager.decode(settings).filled)
+    assert torch.equal(decoded.still_masked, eager.decode(settings).still_masked)
+    inputs = decoded.filled[0].masked_fill(decoded.still_masked[0], compiled.model.mask_token_id)
+    with torch.inference_mode():
+        logits = {name: e.transformer(inputs) for name, e in (("eager", eager), ("compiled", compiled))}
+    assert (logits["compiled"] - logits["eager"]).abs().max() <= 1e-5 * logits["eager"].abs().max()
+    pixels = [e.images(decoded.filled[-1], settings).int() for e in (eager, compiled)]
+    assert (pixels[0] - pixels[1]).abs().max() <= 1

@@ -381,3 +381,35 @@ def test_default_config_matches_the_design():
     cfg = DecodeConfig()
     assert (cfg.schedule, cfg.steps, cfg.choice_temperature, cfg.anneal) == ("cosine", 8, 4.5, "linear")
     assert (cfg.sampling_temperature, cfg.sampling, cfg.confidence, cfg.dilation) == (1.0, True, "log", 0)
+
+
+# ---------------------------------------------------------------- sampling temperature
+
+
+def test_sampling_temperature_divides_the_logits_before_sampling():
+    """p = softmax(logits / T). Logits (0, ln 3) give p(token 0) = 1/10 at T = 1/2, 1/4 at T = 1 and
+    1/(1 + sqrt 3) = 0.366 at T = 2; sampling by inverse CDF with u = 0.2 then picks token 1 only at
+    T = 1/2, and with u = 0.3 token 0 only at T = 2. Token 2 is the mask token: never sampled."""
+    logits = torch.tensor([[[0.0, math.log(3.0), 9.0]]])
+    state = DecodeState(torch.tensor([[2]]), torch.tensor([[True]]))
+
+    def sampled(temperature: float, uniform: float) -> int:
+        cfg = DecodeConfig(steps=1, choice_temperature=0.0, sampling_temperature=temperature)
+        noise = StepNoise(torch.tensor([[uniform]], dtype=torch.float64), None)
+        _, filled = decode_step(state, logits, torch.tensor([0]), noise, cfg, mask_token_id=2)
+        return filled.item()
+
+    assert [sampled(t, 0.2) for t in (0.5, 1.0, 2.0)] == [1, 0, 0]
+    assert [sampled(t, 0.3) for t in (0.5, 1.0, 2.0)] == [1, 1, 0]
+
+
+def test_the_same_seed_and_temperature_reproduce_and_another_temperature_samples_other_tokens(model, batch):
+    tokens, unknown = batch
+
+    def filled(temperature: float) -> torch.Tensor:
+        cfg = DecodeConfig(steps=4, sampling_temperature=temperature)
+        return inpaint_tokens(model, tokens, unknown, cfg, image_generators(7, len(tokens))).filled
+
+    assert torch.equal(filled(1.0), filled(1.0)) and torch.equal(filled(0.25), filled(0.25))
+    differs = (filled(1.0)[-1] != filled(0.25)[-1])[unknown].float().mean().item()
+    assert differs > 0.1  # same random numbers, other distributions: many of the hole tokens change
