@@ -1,0 +1,305 @@
+"""`bench report`'s figures: one function per PNG, drawn with seaborn from the recorded data; a
+figure the data cannot support raises MissingData, which becomes a note in report.md."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench._report_data import ReportData, describe_trial
+from bench.errors import BenchError
+from maskgit.schedules import get_schedule, masked_fractions, schedule_names
+
+MIN_TRIALS_FOR_IMPORTANCE = 4
+BASELINE_STYLES = {"grey": ":", "harmonic": "--"}
+
+
+class MissingData(Exception):
+    """A figure cannot be drawn from what is recorded; the message goes into report.md."""
+
+
+@dataclass
+class Section:
+    """One figure of the report: its file (None when it could not be drawn), caption or note."""
+
+    key: str
+    title: str
+    file: str | None
+    text: str
+
+
+FigureFn = Callable[["ReportData", "ReportStyle", Path], str]
+
+
+@dataclass
+class ReportStyle:
+    """What every figure shares: the T of the step-wise figures and one colour per schedule."""
+
+    steps: int
+    palette: dict[str, tuple]
+
+
+def report_style(data: ReportData, steps: int | None) -> ReportStyle:
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
+    if steps is None:  # the T with the most trials (ties: the largest), e.g. 13 in the seed-report study
+        per_t = data.trials.groupby("steps").size()
+        steps = int(max(per_t.index, key=lambda t: (per_t[t], t)))
+    elif steps not in set(data.trials["steps"]):
+        raise BenchError(f"--steps {steps}: no complete trial used T = {steps} "
+                         f"(recorded: {', '.join(map(str, sorted(set(data.trials['steps']))))})")
+    order = [name for name in schedule_names() if name in set(data.trials["schedule"])]
+    order += sorted(set(data.trials["schedule"]) - set(order))
+    colours = sns.color_palette("tab10", 10)
+    return ReportStyle(steps, {name: colours[i % 10] for i, name in enumerate(order)})
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _draw_baselines(ax, data: ReportData) -> None:
+    for name, value in sorted(data.baselines.items()):
+        ax.axhline(value, color="0.35", linestyle=BASELINE_STYLES.get(name, "-."), linewidth=1.2,
+                   label=f"{name} fill (reference)")
+
+
+def fig_fid_vs_step(data: ReportData, style: ReportStyle, path: Path) -> str:
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    trials = data.at_steps(style.steps)
+    curves = data.curves.merge(trials[["run_id", "schedule"]], on="run_id")
+    if curves.empty:
+        raise MissingData(f"no FID curves recorded at T = {style.steps}")
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    sns.lineplot(curves, x="step", y="fid", hue="schedule", palette=style.palette, marker="o", errorbar=("ci", 95),
+                 ax=ax, hue_order=[s for s in style.palette if s in set(curves["schedule"])])
+    _draw_baselines(ax, data)
+    ax.set(xlabel="decoding step s (sweet spot)", ylabel="FID (lower is better)",
+           title=f"FID vs decoding step, T = {style.steps} ({data.provenance['n_images']} test images)")
+    ax.set_xticks(range(1, style.steps + 1))
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    runs = trials.groupby("schedule").size()
+    per = ", ".join(f"{name}: {count}" for name, count in runs.items())
+    return (f"Each line is a schedule's mean FID after step s of T = {style.steps}; the band is the 95% confidence "
+            f"interval over its trials (seeds and the other settings; trials per schedule: {per}). Dashed and dotted "
+            "lines are the reference fills that learn nothing.")
+
+
+def fig_schedules(data: ReportData, style: ReportStyle, path: Path) -> str:
+    import matplotlib.pyplot as plt
+    import torch
+
+    names = [s for s in style.palette if s in set(data.at_steps(style.steps)["schedule"])]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    n0 = data.unknown_counts
+    typical = float(np.median(n0)) if n0 is not None else 112.0
+    dense = torch.linspace(0, 1, 201, dtype=torch.float64)
+    for name in names:
+        formula = get_schedule(name)(dense, torch.full_like(dense, typical)).clamp(0, 1)
+        ax.plot(dense.numpy() * style.steps, formula.numpy(), color=style.palette[name], linewidth=1.5,
+                label=f"{name}: gamma(t/T)")
+        if n0 is not None:
+            applied = masked_fractions(name, style.steps, torch.as_tensor(n0, dtype=torch.long)).applied
+            mean = applied.mean(dim=1).numpy()
+            ax.plot(range(style.steps + 1), [1.0, *mean], color=style.palette[name], marker="o", linestyle="",
+                    markersize=5, label=f"{name}: applied n_t/N0")
+    ax.set(xlabel="decoding step t", ylabel="fraction of unknown tokens still masked",
+           title=f"Mask schedules at T = {style.steps}", ylim=(-0.03, 1.03))
+    ax.set_xticks(range(style.steps + 1))
+    ax.legend(fontsize=7, ncol=2)
+    _save(fig, path)
+    applied_text = (f"markers: the share actually still masked after step t (floor and clamps applied), averaged over "
+                    f"the {len(n0)} test images (median N0 = {typical:.0f} tokens to fill)" if n0 is not None else
+                    "the applied counts need the recorded test set, which could not be read, so only formulas are drawn")
+    return f"Lines: each schedule's formula gamma(r) at r = t/T (for N0 = {typical:.0f} where it matters); {applied_text}."
+
+
+def fig_best_and_final_vs_steps(data: ReportData, style: ReportStyle, path: Path) -> str:
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    if data.trials["steps"].nunique() < 2:
+        raise MissingData(f"only T = {style.steps} was swept; this figure compares several T")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    order = [s for s in style.palette]
+    for ax, column, title in zip(axes, ("best_fid", "final_fid"), ("best FID (at the sweet spot)", "final FID (step T)")):
+        sns.lineplot(data.trials, x="steps", y=column, hue="schedule", hue_order=order, palette=style.palette,
+                     marker="o", errorbar=("ci", 95), ax=ax)
+        _draw_baselines(ax, data)
+        ax.set(xlabel="total iterations T", ylabel="FID (lower is better)", title=title)
+        ax.set_xticks(sorted(set(data.trials["steps"])))
+        ax.legend(fontsize=7)
+    _save(fig, path)
+    return ("Best FID over the steps of each trial and the FID of its last step, against the number of iterations T "
+            "(mean and 95% CI over trials).")
+
+
+def fig_temperature(data: ReportData, style: ReportStyle, path: Path) -> str:
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    trials = data.trials
+    if "choice_temperature" not in trials or trials["choice_temperature"].nunique() < 2:
+        raise MissingData("the choice temperature was not varied")
+    hue = "anneal" if trials["anneal"].nunique() > 1 else "schedule"
+    palette = style.palette if hue == "schedule" else None
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    if trials["choice_temperature"].nunique() <= 8:
+        sns.lineplot(trials, x="choice_temperature", y="best_fid", hue=hue, palette=palette, marker="o",
+                     errorbar=("ci", 95), ax=ax)
+    else:
+        sns.scatterplot(trials, x="choice_temperature", y="best_fid", hue=hue, palette=palette, ax=ax)
+    positive = trials["choice_temperature"][trials["choice_temperature"] > 0]
+    if len(positive) and positive.max() / positive.min() >= 10 and (trials["choice_temperature"] > 0).all():
+        ax.set_xscale("log")
+    _draw_baselines(ax, data)
+    ax.set(xlabel="choice temperature (Gumbel noise scale at step 1)", ylabel="best FID (lower is better)",
+           title=f"Choice temperature vs best FID, by {hue}")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return f"Best FID of each trial against its choice temperature, coloured by {hue}."
+
+
+def fig_sweet_spot_heatmap(data: ReportData, style: ReportStyle, path: Path) -> str:
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    curves = data.curves.merge(data.trials[["run_id", "schedule", "steps"]], on="run_id")
+    names = [s for s in style.palette if s in set(curves["schedule"])][:4]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names) + 1, 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        grid = curves[curves["schedule"] == name].pivot_table(index="steps", columns="step", values="fid", aggfunc="mean")
+        sns.heatmap(grid, ax=ax, cmap="viridis_r", cbar_kws={"label": "mean FID (bright: lower)"},
+                    annot=grid.shape[1] <= 13, fmt=".1f", annot_kws={"fontsize": 6})
+        ax.grid(False)
+        for row, (steps, values) in enumerate(grid.iterrows()):
+            best = int(values.idxmin())
+            ax.add_patch(plt.Rectangle((list(grid.columns).index(best), row), 1, 1, fill=False, edgecolor="red", lw=2))
+        ax.set(xlabel="decoding step s", ylabel="total iterations T", title=name)
+    _save(fig, path)
+    return "Mean FID over (T, step) per schedule; the red box in each row is that T's sweet spot."
+
+
+def fig_optuna_history(data: ReportData, style: ReportStyle, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    studies = [s for s in data.optuna_studies if len(s.directions) == 1]
+    if not studies:
+        raise MissingData("no single-objective study found in the Optuna storage (--storage)")
+    from optuna.trial import TrialState
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for study in studies:
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        numbers = [t.number for t in done]
+        values = [t.values[0] for t in done]
+        ax.scatter(numbers, values, s=18, alpha=0.7, label=f"{study.study_name}: trials")
+        ax.step(numbers, np.minimum.accumulate(values), where="post", label=f"{study.study_name}: best so far")
+    ax.set(xlabel="trial number", ylabel="objective (FID)", title="Optimisation history")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return "Objective of each complete trial in the order Optuna ran them, and the best value so far."
+
+
+def fig_optuna_importance(data: ReportData, style: ReportStyle, path: Path) -> str:
+    import matplotlib.pyplot as plt
+    import optuna
+
+    from optuna.trial import TrialState
+
+    for study in data.optuna_studies:
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        varied = sorted({name for t in done for name in t.params if len({str(u.params.get(name)) for u in done}) > 1})
+        if len(study.directions) != 1 or len(done) < MIN_TRIALS_FOR_IMPORTANCE or not varied:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                importances = optuna.importance.get_param_importances(study, params=varied)
+            except (RuntimeError, ValueError) as exc:
+                raise MissingData(f"Optuna could not compute parameter importances ({exc})") from None
+        break
+    else:
+        raise MissingData(f"parameter importances need a single-objective study in --storage with at least "
+                          f"{MIN_TRIALS_FOR_IMPORTANCE} complete trials and a setting that varies")
+    fig, ax = plt.subplots(figsize=(6, 0.5 * len(importances) + 1.5))
+    names = list(importances)[::-1]
+    ax.barh(names, [importances[name] for name in names], color="tab:blue")
+    ax.set(xlabel="importance for FID (normalised)", title=f"Parameter importances: {study.study_name}")
+    _save(fig, path)
+    return (f"How much each setting that varied matters for the objective of {study.study_name} "
+            f"({len(done)} trials; Optuna's default importance evaluator).")
+
+
+def fig_pareto(data: ReportData, style: ReportStyle, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    studies = [s for s in data.optuna_studies if len(s.directions) == 2]
+    if not studies:
+        raise MissingData("no multi-objective study (--objective fid+steps or fid+seconds) in --storage")
+    from optuna.trial import TrialState
+
+    study = studies[0]
+    names = study.user_attrs.get("objective_names", ["objective 0", "objective 1"])
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    front = {t.number for t in study.best_trials}
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    others = [t for t in done if t.number not in front]
+    ax.scatter([t.values[1] for t in others], [t.values[0] for t in others], s=18, color="0.6", label="trials")
+    best = sorted((t for t in done if t.number in front), key=lambda t: t.values[1])
+    ax.plot([t.values[1] for t in best], [t.values[0] for t in best], "o-", color="tab:red", label="Pareto front")
+    ax.set(xlabel=names[1], ylabel=f"{names[0]} (lower is better)", title=f"Pareto front: {study.study_name}")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return f"Trials of {study.study_name} in objective space; red: the trials no other trial beats on both."
+
+
+FIGURES: list[tuple[str, str, FigureFn]] = [
+    ("fid_vs_step", "FID vs decoding step, per schedule", fig_fid_vs_step),
+    ("schedules", "The mask schedules: formula and applied counts", fig_schedules),
+    ("best_and_final_vs_steps", "Best and final FID vs total iterations T", fig_best_and_final_vs_steps),
+    ("temperature", "Choice temperature", fig_temperature),
+    ("sweet_spot_heatmap", "Where the sweet spot lies: FID over (T, step)", fig_sweet_spot_heatmap),
+    ("optuna_history", "Optuna: optimisation history", fig_optuna_history),
+    ("optuna_importance", "Optuna: parameter importances", fig_optuna_importance),
+    ("pareto_front", "Optuna: Pareto front", fig_pareto),
+]
+"""The report's figures in order; a function writes its PNG and returns the caption, or raises MissingData."""
+
+
+def best_trial_figures(data: ReportData, out: Path) -> Section:
+    """The best trial's progression grid and latent masks, as recorded by the sweep."""
+    best = data.trials.iloc[0]
+    copied = []
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # two small files: no bars
+    with tempfile.TemporaryDirectory() as folder:
+        for name in ("progression.png", "latent_mask.png"):
+            try:
+                local = data.client.download_artifacts(best["run_id"], name, folder)
+            except Exception:  # artifact store moved or the run predates the artifact
+                continue
+            shutil.copyfile(local, out / f"best_{name}")
+            copied.append(f"best_{name}")
+    title = "The best trial: inpainting progressions and latent masks"
+    if not copied:
+        return Section("best_trial", title, None, f"the artifacts of run {best['run_id']} could not be read")
+    text = (f"Trial {best['trial']} of {best['study']} ({describe_trial(best)}). Each row is a test image: the masked "
+            "input, the output after each step, then the ground truth. Below: the token mask before decoding "
+            "and after each step (dark: known, grey: filled, white: still masked).")
+    images = "\n\n".join(f"![{name}]({name})" for name in copied)
+    return Section("best_trial", title, copied[0], f"{text}\n\n{images}")
