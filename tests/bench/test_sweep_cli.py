@@ -4,16 +4,20 @@ before any work with one line (exit 2) while existing studies and runs stay as t
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
+import optuna
 import pytest
 from mlflow import MlflowClient
+from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 import cli
+from bench import fid, toyfaces
 from bench.search_space import Choice, Range, build_space, load_study_file, option_dimension
-from bench.study import build_sweep_config
+from bench.study import build_sweep_config, open_storage
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -154,6 +158,34 @@ def test_an_invalid_option_fails_first_with_one_line(existing, extra, message, t
     assert snapshot(folder, tracking_uri) == before
 
 
+def test_the_readmes_first_command_runs_end_to_end(tmp_path, monkeypatch, inception_weights):
+    """`bench sweep --schedule cosine`, the README's first command, in a fresh folder with an empty
+    cache: the embedded toy-face benchmark is built, the shipped toyfaces model decodes, real FIDs are
+    computed and the study and its MLflow runs land beside the command. Kept fast by --limit 4 and a
+    benchmark built with fewer train and validation images (the test images are drawn alike)."""
+    real_build = toyfaces.build_toyfaces_benchmark
+    monkeypatch.setattr(toyfaces, "build_toyfaces_benchmark",
+                        lambda out: real_build(out, n_train=8, n_val=2, n_test=6))
+    monkeypatch.setenv("MASKGIT_BENCH_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv(fid.WEIGHTS_ENV, str(inception_weights))  # converted once per session
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["sweep", "--schedule", "cosine", "--limit", "4"])
+    assert result.exit_code == 0, result.output
+    assert f"study {STUDY}" in result.output and "bench ui" in result.output
+    assert (tmp_path / "cache" / toyfaces.BENCHMARK_NAME / "benchmark.json").is_file()
+
+    study = optuna.load_study(study_name=STUDY, storage=open_storage("bench-studies.journal"))
+    trials = study.get_trials()
+    assert trials and all(t.state == TrialState.COMPLETE for t in trials)
+    client = MlflowClient("sqlite:///mlflow.db")
+    for trial in trials:
+        assert trial.params["schedule"] == "cosine"
+        assert sorted(trial.intermediate_values) == list(range(1, trial.params["steps"] + 1))
+        assert all(math.isfinite(v) and v > 0 for v in trial.intermediate_values.values())
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.data.params["n_images"] == "4" and run.data.metrics["best_fid"] == trial.value
+
+
 def test_the_default_model_missing_is_a_clear_error(tmp_path, tracking_uri, monkeypatch):
     from maskgit import checkpoints
 
@@ -177,6 +209,7 @@ def test_ui_serves_the_store_on_localhost(monkeypatch, tmp_path, tracking_uri):
     assert command[1:4] == ["-m", "mlflow", "ui"]
     assert command[command.index("--host") + 1] == "127.0.0.1" and command[command.index("--port") + 1] == "5123"
     assert command[command.index("--backend-store-uri") + 1] == tracking_uri
+    assert command[command.index("--app-name") + 1] == "maskgit-bench"  # bench/offline.py: no usage banner
     missing = invoke(["ui", "--tracking-uri", f"sqlite:///{tmp_path}/none.db"])
     assert missing.exit_code == 2 and "no such database" in missing.stderr
 
