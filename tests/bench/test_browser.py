@@ -32,8 +32,7 @@ import cli
 from bench.offline import TELEMETRY_OFF
 from bench.study import build_sweep_config, open_storage, run_sweep
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+BROWSER_PROGRAMS = ("chromium", "chromedriver")  # Debian's, on the PATH
 CLI = Path(cli.__file__).resolve()
 ARTIFACTS_ENV = "MASKGIT_BENCH_TEST_ARTIFACTS"
 STUDY = "browser-study"
@@ -71,18 +70,19 @@ def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
+    chromium, chromedriver = programs = [shutil.which(name) for name in BROWSER_PROGRAMS]
+    missing = [name for name, path in zip(BROWSER_PROGRAMS, programs) if path is None]
     if missing:  # a failure, not a skip: CI installs them (.ci/run), so missing means broken set-up
         pytest.fail(f"{', '.join(missing)} missing: apt-get install chromium chromium-driver (see .ci/run)")
 
     options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
+    options.binary_location = chromium
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                      "--window-size=1400,900"):
         options.add_argument(argument)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SE_OFFLINE", "true")  # Selenium Manager must not fetch a browser or driver
-        driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+        driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
     driver.set_page_load_timeout(PAGE_LOAD_S)
     yield driver
     driver.quit()

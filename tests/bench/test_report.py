@@ -1,7 +1,7 @@
 """bench.report: every figure drawn from a tiny recorded study, the tables hold the recorded numbers,
 missing data becomes a note, unknown studies are one-line errors.
 
-The studies are recorded by real sweeps (tiny random model, six cat faces, instant FID), so the
+The studies are recorded by real sweeps (tiny random model, six toy faces, instant FID), so the
 report reads exactly what `bench sweep` writes.
 """
 

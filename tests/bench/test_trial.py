@@ -1,6 +1,6 @@
 """bench.trial: settings, batched decoding, the FID curve, the sweet spot and the result cache.
 
-A tiny random MaskGIT on six real cat faces; each FID costs seconds here, so only three are computed.
+A tiny random MaskGIT on six toy faces; each FID costs seconds here, so only three are computed.
 """
 
 from __future__ import annotations
