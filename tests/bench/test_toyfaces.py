@@ -51,7 +51,7 @@ def test_build_toyfaces_benchmark_checks_clean(tmp_path):
     summary = check_dataset(out)
     assert (summary.n_train, summary.n_val, summary.n_test) == (12, 3, 4)
     manifest = json.loads((out / "benchmark.json").read_text())
-    assert manifest["source"].startswith("toyfaces-v1") and manifest["seed"] == 2
+    assert manifest["source"].startswith("toyfaces-v2") and manifest["seed"] == 2
     train = load_image_folder(out / "train").permute(0, 2, 3, 1).numpy()
     faces = {face.tobytes() for face in generate_toyfaces(19, seed=2)}
     assert {face.tobytes() for face in train} <= faces
