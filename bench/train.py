@@ -11,6 +11,7 @@ import torch
 from bench.data import load_image_folder
 from bench.devices import resolve_device
 from bench.errors import BenchError
+from bench.fid import FIDReference, InceptionFeatures, fid_score
 from bench.tracking import environment_tags, setup_mlflow
 from maskgit.checkpoints import CheckpointError, load_checkpoint
 from maskgit.model import MaskGIT
@@ -18,13 +19,35 @@ from maskgit.presets import preset
 from maskgit.training import TrainCallback, TrainConfig, latest_checkpoint, train_transformer, train_vqgan
 
 RUN_ID_FILE = "mlflow_run_id"
+# --keep-best's choices per stage: the validation metrics each stage reports
+KEEP_BEST = {"vqgan": ("val_psnr", "val_l1", "val_recon_fid"), "transformer": ("val_loss", "val_masked_accuracy")}
+
+
+class ReconstructionFID:
+    """Stage 1's val_recon_fid: FID (tf) of the reconstructions of the first `n` validation images
+    against those images, whose features are computed once (and cached on disk by pixels)."""
+
+    def __init__(self, n: int, device: str):
+        self.n = n
+        self.extractor = InceptionFeatures("tf", device=device, progress=False)
+        self.reference: FIDReference | None = None
+
+    def __call__(self, images: torch.Tensor, reconstructions: torch.Tensor) -> dict[str, float]:
+        if self.reference is None:
+            self.reference = FIDReference.load_or_compute(images[:self.n], "tf", extractor=self.extractor)
+        result = fid_score(self.reference, reconstructions[:self.n], kid=False, extractor=self.extractor)
+        return {"val_recon_fid": result.fid}
 
 
 class MLflowCallback(TrainCallback):
-    """Logs step metrics every `every` steps, epoch metrics and the validation figure."""
+    """Logs step metrics every `every` steps, epoch metrics and the validation figure; adds
+    `recon_fid`'s metric to stage 1's validation when given."""
 
-    def __init__(self, mlflow, every: int = 20):
-        self.mlflow, self.every = mlflow, every
+    def __init__(self, mlflow, every: int = 20, recon_fid: ReconstructionFID | None = None):
+        self.mlflow, self.every, self.recon_fid = mlflow, every, recon_fid
+
+    def validation_metrics(self, images, reconstructions):
+        return self.recon_fid(images, reconstructions) if self.recon_fid else {}
 
     def on_step(self, step, metrics):
         if step % self.every == 0:
@@ -48,9 +71,16 @@ def _load_split(data: Path, split: str) -> torch.Tensor:
     return load_image_folder(folder)
 
 
+def _check_keep_best(stage: str, cfg: TrainConfig) -> None:
+    if cfg.keep_best is not None and cfg.keep_best not in KEEP_BEST[stage]:
+        raise BenchError(f"--keep-best: '{cfg.keep_best}' is not a {stage} validation metric; "
+                         f"known: {', '.join(KEEP_BEST[stage])}")
+
+
 def _run(stage: str, model: MaskGIT, data: Path, out: Path, cfg: TrainConfig, resume: bool,
-         tracking_uri: str | None, params: dict) -> Path:
+         tracking_uri: str | None, params: dict, recon_fid: ReconstructionFID | None = None) -> Path:
     out = Path(out)
+    _check_keep_best(stage, cfg)
     if not resume and latest_checkpoint(out) is not None:
         raise BenchError(f"{out}: already holds checkpoints; pass --resume to continue or choose another --out")
     if resume and latest_checkpoint(out) is None:
@@ -68,21 +98,28 @@ def _run(stage: str, model: MaskGIT, data: Path, out: Path, cfg: TrainConfig, re
             mlflow.set_tags(environment_tags(cfg.device))
         meta = {"data": str(data), **params}
         try:
-            return train(model, train_images, val_images, out, cfg, MLflowCallback(mlflow), resume=resume, meta=meta)
+            return train(model, train_images, val_images, out, cfg, MLflowCallback(mlflow, recon_fid=recon_fid),
+                         resume=resume, meta=meta)
         except KeyboardInterrupt:
             mlflow.set_tag("interrupted", "true")
             raise
 
 
 def train_vqgan_command(data: Path, out: Path, preset_name: str, cfg: TrainConfig, resume: bool,
-                        tracking_uri: str | None) -> Path:
+                        tracking_uri: str | None, fid_images: int = 0) -> Path:
     try:
         vq_cfg, _ = preset(preset_name)
     except ValueError as exc:
         raise BenchError(f"--preset: {exc}") from None
+    if fid_images == 1:
+        raise BenchError("--fid-images: FID needs at least 2 images (a covariance)")
+    if cfg.keep_best == "val_recon_fid" and not fid_images:
+        raise BenchError("--keep-best val_recon_fid needs --fid-images N (the validation images it is measured on)")
     cfg.device = resolve_device(cfg.device)
     model = MaskGIT(vq_cfg, None)
-    return _run("vqgan", model, data, out, cfg, resume, tracking_uri, {"preset": preset_name})
+    recon_fid = ReconstructionFID(fid_images, cfg.device) if fid_images else None
+    params = {"preset": preset_name, **({"fid_images": fid_images} if fid_images else {})}
+    return _run("vqgan", model, data, out, cfg, resume, tracking_uri, params, recon_fid)
 
 
 def train_transformer_command(data: Path, vqgan: Path, out: Path, preset_name: str, cfg: TrainConfig,

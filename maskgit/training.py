@@ -17,18 +17,24 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .checkpoints import LATEST_FILE, load_state, save_checkpoint
+from .holes import draw_from_pool, stroke_token_masks
 from .model import MaskGIT, bf16_autocast
 from .pixels import image_grid, to_model
 from .schedules import get_schedule
 from .vqgan import PatchDiscriminator
 
 STATE_FILE = "training_state.pt"
+BEST_DIR = "best"  # --keep-best's copy of the best epoch (weights and config, no training state)
+# validation metrics an epoch can be selected by, +1 where higher is better, -1 where lower is
+SELECTION_METRICS = {"val_psnr": 1, "val_l1": -1, "val_recon_fid": -1, "val_loss": -1, "val_masked_accuracy": 1}
+ADAPTIVE_WEIGHT_MAX = 1e4  # the VQGAN paper's clamp of its adaptive adversarial weight
 
 
 @dataclass
@@ -40,9 +46,12 @@ class TrainConfig:
     device: str = "cpu"
     autocast: bool | None = None  # bf16 autocast (model.bf16_autocast); None = on for CUDA only
     progress: bool = True
+    keep_best: str | None = None  # also keep the best epoch by this validation metric (SELECTION_METRICS)
     # stage 1
     disc_start: int = 2000  # steps of pure reconstruction before the adversarial loss starts
     disc_weight: float = 0.1
+    adaptive_disc_weight: bool = False  # disc_weight times the VQGAN paper's gradient-norm ratio
+    lr_floor: float | None = None  # cosine decay of both Adam rates from lr to this over the run; None: constant
     restart_every: int = 200  # steps between dead-code restarts
     # stage 2
     weight_decay: float = 0.01
@@ -50,6 +59,8 @@ class TrainConfig:
     mask_schedule: str = "cosine"
     label_smoothing: float = 0.1
     hflip_tokens: bool = True  # also train on the tokens of mirrored images
+    hole_masks: float = 0.0  # fraction of samples masked by test-hole-shaped strokes instead of random tokens
+    hole_mask_pool: int = 2048  # stroke masks drawn once per run, then picked and mirrored per sample
 
 
 class TrainCallback:
@@ -58,6 +69,11 @@ class TrainCallback:
     def on_step(self, step: int, metrics: dict[str, float]) -> None: ...
 
     def on_epoch(self, epoch: int, metrics: dict[str, float], figure: torch.Tensor, checkpoint: Path) -> None: ...
+
+    def validation_metrics(self, images: torch.Tensor, reconstructions: torch.Tensor) -> dict[str, float]:
+        """Stage 1's metrics beyond PSNR that the caller computes (e.g. reconstruction FID, which
+        needs the harness's Inception network); none by default."""
+        return {}
 
 
 # --- checkpoint directories ----------------------------------------------------------------
@@ -82,6 +98,15 @@ def _write_epoch(out: Path, epoch: int, model: MaskGIT, state: dict, meta: dict)
     for old in sorted(out.glob("epoch-*"))[:-2]:  # keep the newest two
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _write_best(out: Path, epoch_dir: Path) -> None:
+    """Copy an epoch's weights and config to out/best (a checkpoint every command takes), atomically."""
+    tmp = out / f".{BEST_DIR}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(epoch_dir, tmp, ignore=shutil.ignore_patterns(STATE_FILE))
+    shutil.rmtree(out / BEST_DIR, ignore_errors=True)
+    os.replace(tmp, out / BEST_DIR)
 
 
 def _read_epoch(out: Path, model: MaskGIT) -> dict | None:
@@ -122,6 +147,7 @@ class _Checkpointing:
     stateful: dict[str, torch.nn.Module | torch.optim.Optimizer]  # saved under these names
     callback: TrainCallback
     meta: dict | None
+    best: dict | None = None  # {"metric", "value", "epoch"} of the best epoch so far under cfg.keep_best
 
     def resume(self, enabled: bool) -> tuple[int, int]:
         """(first epoch, step): (0, 0), or after the newest checkpoint with every state restored."""
@@ -131,21 +157,51 @@ class _Checkpointing:
         for name, stateful in self.stateful.items():
             stateful.load_state_dict(state[name])
         _set_rng_state(self.generator, state["rng"])
+        self.best = state.get("best")
         return state["epoch"] + 1, state["step"]
+
+    def _improves(self, epoch: int, metrics: dict) -> bool:
+        """Whether epoch `epoch` (0-based) beats the best so far under cfg.keep_best; it becomes the best."""
+        name = self.cfg.keep_best
+        if name is None:
+            return False
+        value, sign = metrics[name], SELECTION_METRICS[name]
+        if self.best is not None and self.best["metric"] == name and sign * value <= sign * self.best["value"]:
+            return False
+        self.best = {"metric": name, "value": value, "epoch": epoch + 1}
+        return True
 
     def end_epoch(self, epoch: int, step: int, started: float, val_metrics: dict,
                   figure: Callable[[], torch.Tensor]) -> Path:
         """Write epoch `epoch` (0-based) and report it; the model goes back to its device."""
         device = next(self.model.parameters()).device
         val_metrics["epoch_seconds"] = time.perf_counter() - started
+        improves = self._improves(epoch, val_metrics)
         state = {**{name: stateful.state_dict() for name, stateful in self.stateful.items()},
-                 "rng": _rng_state(self.generator), "epoch": epoch, "step": step}
+                 "rng": _rng_state(self.generator), "epoch": epoch, "step": step,
+                 **({"best": self.best} if self.best is not None else {})}
         last = _write_epoch(self.out, epoch, self.model.cpu(), state,
                             {**(self.meta or {}), "stage": self.stage, "epoch": epoch + 1, "step": step,
                              "train_config": asdict(self.cfg), **val_metrics})
+        if improves:
+            _write_best(self.out, last)
         self.model.to(device)
         self.callback.on_epoch(epoch + 1, val_metrics, figure(), last)
         return last
+
+
+def _check_keep_best(cfg: TrainConfig) -> None:
+    if cfg.keep_best is not None and cfg.keep_best not in SELECTION_METRICS:
+        raise ValueError(f"keep_best {cfg.keep_best!r} is not a selection metric; known: {', '.join(SELECTION_METRICS)}")
+
+
+def cosine_lr(step: int, total: int, peak: float, floor: float = 0.0, warmup: int = 0) -> float:
+    """Learning rate at `step`: linear warm-up to `peak` over `warmup` steps, then cosine decay to
+    `floor` at step `total` (and `floor` after it)."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator):
@@ -192,10 +248,20 @@ def _restart_dead_codes(codebook, usage: torch.Tensor, latents: torch.Tensor, ge
     return len(dead)
 
 
+def adaptive_disc_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor, last_layer: torch.Tensor) -> torch.Tensor:
+    """The VQGAN paper's adaptive adversarial weight (Esser et al. 2021, eq. 7): the norm of the
+    reconstruction loss's gradient at the decoder's last layer over that of the generator loss
+    (+1e-4), clamped to [0, 1e4] and cut from the graph, so neither loss dominates the decoder."""
+    rec_grad, = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)
+    g_grad, = torch.autograd.grad(g_loss, last_layer, retain_graph=True)
+    return (rec_grad.norm() / (g_grad.norm() + 1e-4)).clamp(0.0, ADAPTIVE_WEIGHT_MAX).detach()
+
+
 def train_vqgan(model: MaskGIT, train_images: torch.Tensor, val_images: torch.Tensor, out: str | Path,
                 cfg: TrainConfig, callback: TrainCallback | None = None, resume: bool = False,
                 meta: dict | None = None) -> Path:
     """Stage 1: L1 reconstruction + codebook/commitment + hinge PatchGAN loss after `disc_start` steps."""
+    _check_keep_best(cfg)
     out, callback, device = _prepared(out, callback, cfg)
     vq = model.vqgan
     disc = PatchDiscriminator(vq.cfg.image_channels, base_channels=32, n_layers=2)
@@ -209,11 +275,12 @@ def train_vqgan(model: MaskGIT, train_images: torch.Tensor, val_images: torch.Te
     mean, std = vq.cfg.pixel_mean, vq.cfg.pixel_std
     k = vq.cfg.num_codebook_vectors
     usage = torch.zeros(k, dtype=torch.long)
+    n_batches = len(train_images) // cfg.batch_size
+    last_layer = vq.decoder.model[-1].weight
     last = latest_checkpoint(out)
     for epoch in range(start_epoch, cfg.epochs):
         model.train(), disc.train()
         started = time.perf_counter()
-        n_batches = len(train_images) // cfg.batch_size
         bar = tqdm(_batches(len(train_images), cfg.batch_size, generator), total=n_batches,
                    desc=f"vqgan epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress)
         for index in bar:
@@ -232,11 +299,21 @@ def train_vqgan(model: MaskGIT, train_images: torch.Tensor, val_images: torch.Te
                 rec_loss = (recon.float() - x).abs().mean()
                 adversarial = step >= cfg.disc_start
                 g_loss = -disc(recon).float().mean() if adversarial else torch.zeros((), device=device)
-                loss = rec_loss + q_loss + cfg.disc_weight * g_loss
+                disc_weight = cfg.disc_weight
+                if adversarial and cfg.adaptive_disc_weight:
+                    disc_weight = disc_weight * adaptive_disc_weight(rec_loss, g_loss, last_layer)
+                loss = rec_loss + q_loss + disc_weight * g_loss
+            if cfg.lr_floor is not None:
+                for group in (*opt.param_groups, *opt_d.param_groups):
+                    group["lr"] = cosine_lr(step, cfg.epochs * n_batches, cfg.lr, cfg.lr_floor)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             metrics = {"rec_loss": rec_loss.item(), "q_loss": q_loss.item(), "g_loss": g_loss.item()}
+            if cfg.adaptive_disc_weight:
+                metrics["disc_weight"] = float(disc_weight)
+            if cfg.lr_floor is not None:
+                metrics["lr"] = opt.param_groups[0]["lr"]
             if adversarial:
                 with bf16_autocast(cfg.device, cfg.autocast):
                     d_loss = F.relu(1 - disc(x)).mean() + F.relu(1 + disc(recon.detach())).mean()
@@ -253,6 +330,7 @@ def train_vqgan(model: MaskGIT, train_images: torch.Tensor, val_images: torch.Te
             callback.on_step(step, metrics)
             bar.set_postfix(rec=f"{metrics['rec_loss']:.3f}")
         val_metrics, recon = evaluate_vqgan(model, val_images)
+        val_metrics.update(callback.validation_metrics(val_images, recon))
         # usage counts restart with each epoch so that a resumed run matches an uninterrupted one
         usage.zero_()
         last = epochs.end_epoch(epoch, step, started, val_metrics,
@@ -299,11 +377,33 @@ def random_token_mask(batch: int, n_tokens: int, schedule: str, generator: torch
     return ranks < counts[:, None]
 
 
-def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+def hole_mask_count(batch: int, fraction: float, generator: torch.Generator) -> int:
+    """How many of a batch's samples get a hole-shaped mask: floor(fraction * batch), plus one with
+    probability equal to the remainder, so that the mean is exactly fraction * batch."""
+    expected = fraction * batch
+    whole = math.floor(expected)
+    return whole + int(torch.rand((), generator=generator).item() < expected - whole)
+
+
+def training_token_mask(batch: int, n_tokens: int, cfg: TrainConfig, generator: torch.Generator,
+                        hole_pool: torch.Tensor | None) -> torch.Tensor:
+    """MaskGIT's random masks (`random_token_mask`), the first `hole_mask_count` of them replaced by
+    stroke masks from `hole_pool`, shaped like the test holes (none without a pool). Batches are a
+    random permutation, so which samples come first carries no meaning."""
+    mask = random_token_mask(batch, n_tokens, cfg.mask_schedule, generator)
+    if hole_pool is not None:
+        count = hole_mask_count(batch, cfg.hole_masks, generator)
+        mask[:count] = draw_from_pool(hole_pool, count, generator)
+    return mask
+
+
+def hole_mask_pool(model: MaskGIT, cfg: TrainConfig) -> torch.Tensor | None:
+    """cfg.hole_mask_pool stroke token masks from seed cfg.seed, or None when cfg.hole_masks is 0."""
+    if cfg.hole_masks <= 0:
+        return None
+    vq_cfg = model.vqgan.cfg
+    return stroke_token_masks(cfg.hole_mask_pool, np.random.default_rng(cfg.seed), vq_cfg.img_resolution,
+                              vq_cfg.img_resolution // vq_cfg.latent_resolution)
 
 
 @torch.no_grad()
@@ -343,6 +443,9 @@ def train_transformer(model: MaskGIT, train_images: torch.Tensor, val_images: to
                       cfg: TrainConfig, callback: TrainCallback | None = None, resume: bool = False,
                       meta: dict | None = None) -> Path:
     """Stage 2: masked visual token modelling on tokens of the frozen VQGAN (AdamW, warm-up, cosine decay)."""
+    _check_keep_best(cfg)
+    if not 0.0 <= cfg.hole_masks <= 1.0:
+        raise ValueError(f"hole_masks must be a fraction in [0, 1], got {cfg.hole_masks}")
     out, callback, device = _prepared(out, callback, cfg)
     model.vqgan.requires_grad_(False)
     train_tokens = cached_tokens(model, train_images, out, hflip=cfg.hflip_tokens)
@@ -355,6 +458,7 @@ def train_transformer(model: MaskGIT, train_images: torch.Tensor, val_images: to
     model.to(device)
     n_tokens = train_tokens.shape[1]
     total_steps = cfg.epochs * (len(train_tokens) // cfg.batch_size)
+    hole_pool = hole_mask_pool(model, cfg)
     last = latest_checkpoint(out)
     for epoch in range(start_epoch, cfg.epochs):
         model.transformer.train()
@@ -363,10 +467,10 @@ def train_transformer(model: MaskGIT, train_images: torch.Tensor, val_images: to
                    desc=f"transformer epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress)
         for index in bar:
             target = train_tokens[index]
-            mask = random_token_mask(len(target), n_tokens, cfg.mask_schedule, generator)
+            mask = training_token_mask(len(target), n_tokens, cfg, generator, hole_pool)
             inputs = torch.where(mask, model.mask_token_id, target).to(device)
             for group in opt.param_groups:
-                group["lr"] = _lr_at(step, total_steps, cfg)
+                group["lr"] = cosine_lr(step, total_steps, cfg.lr, warmup=cfg.warmup_steps)
             with bf16_autocast(cfg.device, cfg.autocast):
                 logits = model.transformer(inputs)
             loss = F.cross_entropy(logits[mask.to(device)].float(), target[mask].to(device),
