@@ -16,6 +16,13 @@ PRESETS: dict[str, tuple[VQGANConfig, TransformerConfig]] = {
                     enc_blocks=1, dec_blocks=2, latent_dim=64, num_codebook_vectors=512),
         TransformerConfig(num_codebook_vectors=512, dim=128, n_layers=4, hidden_dim=512, n_heads=4),
     ),
+    # For a GPU (scripts/gpu_train.sh): between small and lab, and small enough that its fp16
+    # checkpoint travels back from a lent machine (19.4M parameters in all, 39 MB in fp16).
+    "medium": (
+        VQGANConfig(enc_channels=[64, 128, 192], dec_channels=[64, 128, 192], down_after=[0, 1], up_after=[2, 1],
+                    enc_blocks=1, dec_blocks=2, latent_dim=128, num_codebook_vectors=1024),
+        TransformerConfig(num_codebook_vectors=1024, dim=384, n_layers=6, hidden_dim=1536, n_heads=8),
+    ),
     # ~0.8M-parameter tokenizer for the embedded toy faces (~28 images/s of training on one CPU
     # core with bf16; their clean shapes need no more) and the `small` transformer.
     "toy": (
