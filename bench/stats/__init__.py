@@ -15,7 +15,7 @@ resample to its distinct images (63%) makes a replicate 2.4x cheaper (30 ms unco
 float32 would save another 30% at ~1% of the replicates' spread in error, so float64 stays.
 """
 
-from bench.stats.bootstrap import (DEFAULT_LEVEL, DEFAULT_REPLICATES, INTERVAL_METHODS, Difference, basic_interval,
+from bench.stats.bootstrap import (DEFAULT_LEVEL, DEFAULT_REPLICATES, Difference, basic_interval,
                                    bootstrap_indices, interval, paired_difference, percentile_interval, seed_mean,
                                    shifted_interval)
 from bench.stats.gram import (PairedGrams, ReferenceGram, fid_from_features, fid_replicates, kid_unbiased,
@@ -24,7 +24,7 @@ from bench.stats.summary import FidSummary, summarize
 from bench.stats.small_n import FidInfinity, fid_infinity, fid_infinity_sizes, kid_subset_size, kid_with_std
 
 __all__ = [
-    "DEFAULT_LEVEL", "DEFAULT_REPLICATES", "INTERVAL_METHODS", "Difference", "FidInfinity", "FidSummary", "PairedGrams",
+    "DEFAULT_LEVEL", "DEFAULT_REPLICATES", "Difference", "FidInfinity", "FidSummary", "PairedGrams",
     "ReferenceGram", "basic_interval", "bootstrap_indices", "fid_from_features", "fid_infinity",
     "fid_infinity_sizes", "fid_replicates", "interval", "kid_subset_size", "kid_unbiased", "kid_with_std",
     "paired_difference", "percentile_interval", "seed_mean", "shifted_interval", "summarize", "trace_sqrt_product",
