@@ -26,6 +26,10 @@ bias 37 against a spread of 0.78, 100 draws) shifted covered E[FID_N] in 0.99 of
 the others in none. The two settings' biases differed there (E[diff] -9.5 against a true -4.5;
 the paired interval covered the first in 0.95 of the draws, the second never), so a paired
 difference is a statement about FIDs at this N: its sign, not its size, carries to the population.
+On real Inception features (two disjoint random halves of 1,400 cat faces as the two sets, n = 128,
+100-200 draws) the shifted interval was conservative: replicate sd 1.4-1.6x the FID's sd across
+draws, coverage 0.98-1.00 (percentile: 0.00). Regressing out each resample's count of distinct
+images, or half-sampling without replacement instead, changed that little (0.99, 0.98).
 """
 
 from __future__ import annotations
