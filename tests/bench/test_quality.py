@@ -30,7 +30,7 @@ def test_evaluate_reports_every_model_card_number(tiny_checkpoint, tiny_test_set
         assert one_step["settings"]["composite"] == best["settings"]["composite"] == composite
         assert best["best_step"] in (1, 2)
     assert rows["best_seamless"]["fid"] != rows["best_hard"]["fid"]
-    # the classical fill beats grey holes on real cat faces, as it must for the baseline to mean anything
+    # the classical fill beats grey holes on the toy faces, as it must for the baseline to mean anything
     assert rows["harmonic"]["fid"] < rows["grey"]["fid"]
     assert "harmonic" in result.output and "masked-token accuracy" in result.output
 
