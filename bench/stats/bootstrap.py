@@ -19,9 +19,9 @@ B = 200), coverage of E[FID_N] by the nominal 95% interval:
     n     draws  percentile  basic  shifted  | paired difference (shifted), of E[diff] / of the true diff
     100   200    0.860       0.720  0.925    | 0.920 / 0.895
     256   200    0.755       0.680  0.955    | 0.930 / 0.920
-    500   100    0.710       0.660  0.950    | 0.960 / 0.920
+    500   200    0.695       0.650  0.945    | 0.950 / 0.925
 
-Coverage of the true FD by any of them was 0.00-0.67. In a harsher model (spectrum 1.0, n = 256,
+Coverage of the true FD by any of them was 0.00-0.63. In a harsher model (spectrum 1.0, n = 256,
 bias 37 against a spread of 0.78, 100 draws) shifted covered E[FID_N] in 0.99 of the draws and
 the others in none. The two settings' biases differed there (E[diff] -9.5 against a true -4.5;
 the paired interval covered the first in 0.95 of the draws, the second never), so a paired
@@ -127,7 +127,7 @@ def paired_difference(
     """FID(A) - FID(B) from replicates on the same indices (an error if their counts differ).
 
     The shifted interval, as for one FID: it covered E[FID_N(A) - FID_N(B)] in 0.92-0.96 of the
-    calibration draws (percentile 0.83-0.94, basic 0.79-0.95; the table above).
+    calibration draws (percentile 0.83-0.93, basic 0.79-0.96; the table above).
     """
     replicates_a, replicates_b = np.asarray(replicates_a), np.asarray(replicates_b)
     if replicates_a.shape != replicates_b.shape:
