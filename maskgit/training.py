@@ -192,7 +192,8 @@ class _Checkpointing:
 
 def _check_keep_best(cfg: TrainConfig) -> None:
     if cfg.keep_best is not None and cfg.keep_best not in SELECTION_METRICS:
-        raise ValueError(f"keep_best {cfg.keep_best!r} is not a selection metric; known: {', '.join(SELECTION_METRICS)}")
+        known = ", ".join(SELECTION_METRICS)
+        raise ValueError(f"keep_best {cfg.keep_best!r} is not a selection metric; known: {known}")
 
 
 def cosine_lr(step: int, total: int, peak: float, floor: float = 0.0, warmup: int = 0) -> float:
