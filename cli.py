@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from bench.defaults import (CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DEFAULT_CHECKPOINT, DEFAULT_LIMIT, DEFAULT_PROTOCOL,
-                            DEFAULT_STORAGE, DEFAULT_TRACKING_URI)
+                            DEFAULT_STEPS, DEFAULT_STORAGE, DEFAULT_SWEEP_COMPOSITE, DEFAULT_TRACKING_URI)
 from bench.errors import BenchError
 
 
@@ -336,7 +336,7 @@ class _Setting:
 _SETTINGS = {
     "schedule": _Setting("NAME", "Mask schedule (linear, cosine, lab-cosine, square, cubic, sqrt, log, exp, arccos, "
                                  "pow<p>)", "cosine", "all of them, searched"),
-    "steps": _Setting("INT", "Total iterations T", "8", "4,6,8"),
+    "steps": _Setting("INT", "Total iterations T", "8", ",".join(map(str, DEFAULT_STEPS))),
     "choice_temperature": _Setting("FLOAT", "Gumbel noise on the confidences", "4.5"),
     "anneal": _Setting("NAME", "Choice-temperature anneal: linear, none or cosine", "linear"),
     "sampling": _Setting("on|off", "Categorical sampling (on) or argmax (off)", "on"),
@@ -344,7 +344,8 @@ _SETTINGS = {
     "confidence": _Setting("NAME", "Confidence of a sample: log (log p, MaskGIT) or prob (p, the seed report's)",
                            "log"),
     "composite": _Setting("NAME", "Paste decoded pixels into the holes of the input: off, hard, feather, "
-                                  "seamless (Poisson cloning)", "off"),
+                                  "seamless (Poisson cloning)", "off",
+                          f"{DEFAULT_SWEEP_COMPOSITE}, the shipped models' paste"),
     "feather": _Setting("INT", "Blend width in pixels for composite feather", "2"),
     "dilation": _Setting("INT", "Widen the unknown tokens by whole tokens", "0"),
     "seed": _Setting("INT", "Seed of the per-image random streams (sweep: also of the samplers)", "0",

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._report_data import ReportData, describe_trial
+from bench.baselines import reference_label
 from bench.errors import BenchError
 from maskgit.schedules import get_schedule, masked_fractions, schedule_names
 
@@ -73,7 +74,7 @@ def _save(fig, path: Path) -> None:
 def _draw_baselines(ax, data: ReportData) -> None:
     for name, value in sorted(data.baselines.items()):
         ax.axhline(value, color="0.35", linestyle=BASELINE_STYLES.get(name, "-."), linewidth=1.2,
-                   label=f"{name} fill (reference)")
+                   label=reference_label(name))
 
 
 def fig_fid_vs_step(data: ReportData, style: ReportStyle, path: Path) -> str:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from bench._report_data import SETTING_COLUMNS, ReportData, describe_trial
 from bench._report_figures import Section
+from bench.baselines import reference_label
 
 TOP_ROWS = 10
 
@@ -47,7 +48,7 @@ def schedule_table(data: ReportData) -> pd.DataFrame:
     columns = [c for c in ("schedule", "steps", "choice_temperature", "best_step", "best_fid", "final_fid", "kid")
                if c in best]
     table = best[columns].copy()
-    references = pd.DataFrame([{"schedule": f"{name} fill (reference)", "best_fid": value}
+    references = pd.DataFrame([{"schedule": reference_label(name), "best_fid": value}
                                for name, value in sorted(data.baselines.items())])
     table = pd.concat([table, references], ignore_index=True) if len(references) else table
     return table.astype({c: "Int64" for c in ("steps", "best_step") if c in table})

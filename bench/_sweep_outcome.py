@@ -1,21 +1,23 @@
-"""What a sweep leaves, as the terminal shows it: the best trials (or the Pareto front) and where to
-look next."""
+"""What a sweep leaves, as the terminal shows it: the best trials (or the Pareto front), the reference
+fills scored on the same test images beside them, and where to look next."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial, TrialState
+from rich import box
 from rich.table import Table
 
 from bench._sweep_config import Objective, SweepConfig
+from bench.baselines import baseline_label
 from bench.storage import StudyHandle, redacted
 
 
 @dataclass
 class SweepOutcome:
-    """What a sweep leaves: where it is recorded, counts, and the best trials."""
+    """What a sweep leaves: where it is recorded, counts, the best trials and the references beside them."""
 
     study_name: str
     storage: str  # URLs as printed: passwords redacted
@@ -26,12 +28,17 @@ class SweepOutcome:
     counts: dict[str, int]  # trials of the study by state
     best: list[FrozenTrial]  # best complete trials (several objectives: the Pareto front)
     orphans: list[int]  # trials of dead workers failed at start
+    references: dict[str, dict[str, float]]  # {name: {fid, kid}} of the fills that learn nothing (bench.baselines)
+    n_images: int  # test images every FID here is computed on
+    pastes: tuple[str, ...]  # the composites the study searches (usually one)
 
 
 BEST_SHOWN = 5
+OBJECTIVE_HEADERS = {"fid": "FID"}
 
 
-def sweep_outcome(handle: StudyHandle, config: SweepConfig, parent_id: str, ran: int, orphans: list[int]) -> SweepOutcome:
+def sweep_outcome(handle: StudyHandle, config: SweepConfig, parent_id: str, ran: int, orphans: list[int],
+                  references: Mapping[str, Mapping[str, float]], n_images: int) -> SweepOutcome:
     study = handle.study
     trials = study.get_trials(deepcopy=False)
     counts = {state.name: sum(t.state == state for t in trials) for state in TrialState}
@@ -41,31 +48,73 @@ def sweep_outcome(handle: StudyHandle, config: SweepConfig, parent_id: str, ran:
     else:
         best = sorted(complete, key=lambda t: t.values[0])[:BEST_SHOWN]
     return SweepOutcome(config.study_name, redacted(config.storage), redacted(config.tracking_uri), parent_id,
-                        config.objective_spec, ran, counts, best, orphans)
+                        config.objective_spec, ran, counts, best, orphans,
+                        {name: dict(row) for name, row in references.items()}, n_images,
+                        tuple(map(str, config.space.dims["composite"].values)))
+
+
+# --- the table --------------------------------------------------------------------------------
+
+
+def _no_cell(name: str, row: Mapping[str, float]) -> str:
+    return ""
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the sweep's table: its header, its cell in a trial's row and in a reference's row
+    (the fills that learn nothing have a FID and a KID, nothing else)."""
+
+    header: str
+    trial: Callable[[FrozenTrial], str]
+    reference: Callable[[str, Mapping[str, float]], str] = _no_cell
+    text: bool = False  # left-justified (names), else right-justified (numbers)
+
+
+def outcome_columns(outcome: SweepOutcome) -> list[Column]:
+    """The table's columns in order: the trial (or reference), its objective values, best step, final
+    FID, KID, the settings that differ between the trials shown, and its MLflow run."""
+    objectives = [Column(OBJECTIVE_HEADERS.get(name, name), lambda t, i=i: _number(t.values[i]),
+                         (lambda name, row: _number(row.get("fid"))) if i == 0 else _no_cell)
+                  for i, name in enumerate(outcome.objective.names)]
+    settings = [Column(name, lambda t, name=name: str(t.params.get(name, "")), text=True)
+                for name in _shown_settings(outcome)]
+    return [Column("trial", lambda t: str(t.number), lambda name, row: baseline_label(name), text=True),
+            *objectives,
+            Column("best\nstep", lambda t: str(t.user_attrs.get("best_step", ""))),
+            Column("final\nFID", lambda t: _number(t.user_attrs.get("final_fid"))),
+            Column("KID", lambda t: _kid(t.user_attrs.get("kid")), lambda name, row: _kid(row.get("kid"))),
+            *settings,
+            Column("MLflow\nrun", lambda t: t.user_attrs.get("mlflow_run_id", "")[:12], text=True)]
 
 
 def outcome_table(outcome: SweepOutcome) -> Table:
-    """The best trials (or the Pareto front) with the settings that differ between them."""
+    """The best trials (or the Pareto front), then the reference fills scored on the same images."""
     several = len(outcome.objective.names) > 1
     title = "Pareto front" if several else f"best trials of {len(outcome.best)} shown"
-    table = Table(title=f"study {outcome.study_name}: {title}")
-    varied = _varied_settings(outcome.best)
-    for header in ("trial", *outcome.objective.names, "best step", "final FID", "KID", *varied, "MLflow run"):
-        table.add_column(header, justify="left" if header in varied or header == "MLflow run" else "right")
+    table = Table(title=f"study {outcome.study_name}: {title}", box=box.HORIZONTALS, show_edge=False,
+                  padding=(0, 1, 0, 0))
+    columns = outcome_columns(outcome)
+    for column in columns:
+        table.add_column(column.header, justify="left" if column.text else "right", no_wrap=True)
     for trial in outcome.best:
-        attrs = trial.user_attrs
-        kid = attrs.get("kid")
-        table.add_row(str(trial.number), *(_number(v) for v in trial.values), str(attrs.get("best_step", "")),
-                      _number(attrs.get("final_fid")), "" if kid is None else f"{kid:.4f}",
-                      *(str(trial.params.get(name, "")) for name in varied), attrs.get("mlflow_run_id", "")[:12])
+        table.add_row(*(column.trial(trial) for column in columns))
+    table.add_section()
+    for name, row in sorted(outcome.references.items(), key=lambda item: item[1]["fid"]):
+        table.add_row(*(column.reference(name, row) for column in columns), style="dim")
     return table
 
 
 def outcome_lines(outcome: SweepOutcome) -> list[str]:
-    """Below the table: what the study holds, and where to look next."""
+    """Below the table: what the numbers are, what the study holds, and where to look next."""
     counts = ", ".join(f"{count} {state.lower()}" for state, count in outcome.counts.items() if count)
     orphans = [f"trials {', '.join(map(str, outcome.orphans))}: left running by a dead worker, now FAIL"]
-    return [*(orphans if outcome.orphans else []),
+    references = " and ".join(baseline_label(name) for name in sorted(outcome.references))
+    return [f"FID and KID on {outcome.n_images} test images (lower is better); paste (--composite): "
+            f"{', '.join(outcome.pastes)}",
+            f"below the line: {references}, the same images filled without a model (bench/baselines.py)",
+            *_comparison(outcome),
+            *(orphans if outcome.orphans else []),
             f"study {outcome.study_name}: {counts or 'no trials'} ({outcome.ran} run now) in {outcome.storage}",
             f"open the UI:  bench ui --tracking-uri {outcome.tracking_uri}   (experiment {outcome.study_name})",
             f"report:       bench report --study {outcome.study_name} --storage {outcome.storage} "
@@ -73,12 +122,31 @@ def outcome_lines(outcome: SweepOutcome) -> list[str]:
             f"resume:       run the same command again (study {outcome.study_name}, storage {outcome.storage})"]
 
 
-def _varied_settings(trials: Sequence[FrozenTrial]) -> list[str]:
-    """schedule and steps, plus every setting that is not the same in all these trials."""
+def _comparison(outcome: SweepOutcome) -> list[str]:
+    """The best trial against each reference, in words (single-objective studies with a complete trial)."""
+    if len(outcome.objective.names) > 1 or not outcome.best or not outcome.references:
+        return []
+    best = outcome.best[0]
+    references = sorted(outcome.references.items(), key=lambda item: item[1]["fid"])
+    better = [f"{baseline_label(name)} ({_number(row['fid'])})" for name, row in references if best.values[0] < row["fid"]]
+    worse = [f"{baseline_label(name)} ({_number(row['fid'])})" for name, row in references if best.values[0] >= row["fid"]]
+    parts = [f"{word} than {' and '.join(names)}" for word, names in (("better", better), ("worse", worse)) if names]
+    return [f"best trial {best.number}: FID {_number(best.values[0])}, {', '.join(parts)}"]
+
+
+def _shown_settings(outcome: SweepOutcome) -> list[str]:
+    """schedule and steps, the paste when several are searched, and every setting that is not the
+    same in all the trials shown."""
+    trials = outcome.best
     names = list(dict.fromkeys(name for trial in trials for name in trial.params))
     return [name for name in names
-            if name in ("schedule", "steps") or len({str(t.params.get(name)) for t in trials}) > 1]
+            if name in ("schedule", "steps") or (name == "composite" and len(outcome.pastes) > 1)
+            or len({str(t.params.get(name)) for t in trials}) > 1]
 
 
 def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}" if abs(value) >= 0.01 else f"{value:.2e}"
+
+
+def _kid(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"

@@ -14,16 +14,31 @@ import torch
 from maskgit.pixels import harmonic_interpolate
 
 BASELINES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {}
+LABELS: dict[str, str] = {}  # name -> what tables and figures call it, where not "<name> fill"
 
 
-def register_baseline(name: str):
+def register_baseline(name: str, label: str | None = None):
+    """Add a fill (masked uint8 [N, 3, 64, 64], holes bool [N, 64, 64]) -> uint8 images; `label` names
+    its rows (default: "<name> fill")."""
     def add(fill):
         BASELINES[name] = fill
+        if label:
+            LABELS[name] = label
         return fill
     return add
 
 
-@register_baseline("grey")
+def baseline_label(name: str) -> str:
+    """What tables and figures call a baseline: "grey holes", "harmonic fill"."""
+    return LABELS.get(name, f"{name} fill")
+
+
+def reference_label(name: str) -> str:
+    """A baseline's row among trials, e.g. "harmonic fill (reference)"."""
+    return f"{baseline_label(name)} (reference)"
+
+
+@register_baseline("grey", "grey holes")
 def grey_fill(masked: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
     return masked.clone()
 

@@ -33,6 +33,7 @@ import optuna
 from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution,
                                   IntDistribution, check_distribution_compatibility)
 
+from bench.defaults import DEFAULT_STEPS, DEFAULT_SWEEP_COMPOSITE
 from bench.errors import BenchError
 from bench.trial import AUTO, SETTING_TYPES, TrialSettings, parse_setting
 from maskgit.schedules import schedule_names
@@ -60,15 +61,15 @@ class Range:
 
 Dimension = Choice | Range
 
-DEFAULT_STEPS = (4, 6, 8)  # a few T values: the embedded quick study
-
 
 def default_dimensions() -> dict[str, Dimension]:
-    """No options at all: every registered schedule, a few T values, the rest at their defaults."""
+    """No options at all: every registered schedule, a few T values, the shipped models' paste, the
+    rest at their defaults."""
     defaults = TrialSettings().params()
     dims: dict[str, Dimension] = {name: Choice((value,)) for name, value in defaults.items()}
     dims["schedule"] = Choice(tuple(schedule_names()))
     dims["steps"] = Choice(DEFAULT_STEPS)
+    dims["composite"] = Choice((DEFAULT_SWEEP_COMPOSITE,))
     return dims
 
 

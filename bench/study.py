@@ -87,7 +87,8 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
     except BaseException:
         client.set_terminated(parent_id, "FAILED")
         raise
-    outcome = sweep_outcome(handle, config, parent_id, budget.finished, orphans)
+    outcome = sweep_outcome(handle, config, parent_id, budget.finished, orphans, evaluator.baselines,
+                            len(evaluator.test))
     client.log_batch(parent_id, metrics=count_metrics(outcome))
     client.set_terminated(parent_id, "FINISHED")
     return outcome

@@ -61,3 +61,17 @@ def test_a_readme_command_parses(command):
         assert all(arg in known for arg in args if arg.startswith("-")), command
         return
     command_object.make_context(command_object.name, list(args))  # raises on unknown options or bad values
+
+
+def test_the_readme_says_what_the_default_sweep_does():
+    """Quickstart step 2 describes the run `bench sweep --schedule cosine` makes: its images, its T values,
+    its paste and the reference rows of its table (the numbers come from the code's defaults)."""
+    from bench.defaults import DEFAULT_LIMIT, DEFAULT_STEPS, DEFAULT_SWEEP_COMPOSITE
+
+    text = README.read_text()
+    section = " ".join(text.split("### 2. Run a sweep")[1].split("### 3.")[0].split())  # lines joined
+    steps = "T in {" + ", ".join(map(str, DEFAULT_STEPS)) + "}"
+    assert f"{DEFAULT_LIMIT} test images" in section and steps in section
+    assert f"`--composite {DEFAULT_SWEEP_COMPOSITE}`" in section
+    assert "grey holes" in section and "harmonic fill" in section and "below a line" in section
+    assert f"# embedded default: {DEFAULT_LIMIT} toy-face test images, {steps}, --composite {DEFAULT_SWEEP_COMPOSITE}" in text

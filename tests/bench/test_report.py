@@ -61,7 +61,7 @@ def test_every_figure_is_drawn_non_blank_and_referenced(recorded, tmp_path):
         assert not is_blank(result.out / name), name
         assert f"]({name})" in markdown, name
     assert "Not drawn" not in markdown
-    assert "Settings shared by every trial: " in markdown and "composite = off" in markdown
+    assert "Settings shared by every trial: " in markdown and "composite = seamless" in markdown
 
 
 def test_tables_hold_the_recorded_numbers(recorded, tmp_path):
@@ -79,9 +79,10 @@ def test_tables_hold_the_recorded_numbers(recorded, tmp_path):
         row = next(line for line in markdown.splitlines() if line.startswith(f"| {schedule} |"))
         assert f"{best:.2f}" in row
     parent = MlflowClient(tracking_uri).get_run(result.logged_to[0])
-    for name in ("grey", "harmonic"):
+    for name, label in (("grey", "grey holes"), ("harmonic", "harmonic fill")):
         value = parent.data.metrics[f"baseline_{name}_fid"]
-        assert f"| {name} fill (reference) |" in markdown and f"{value:.2f}" in markdown
+        row = next(line for line in markdown.splitlines() if line.startswith(f"| {label} (reference) |"))
+        assert f"| {value:.2f} |" in row
     assert f"FID **{recorded_fids[0]:.2f}**" in markdown
 
 

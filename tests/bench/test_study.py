@@ -15,11 +15,13 @@ import sys
 import optuna
 import pytest
 from mlflow import MlflowClient
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from bench import trial as trial_module
 from bench.search_space import SearchSpace
-from bench.study import build_sweep_config, open_storage, outcome_table, run_sweep
+from bench.study import (OBJECTIVES, SweepOutcome, build_sweep_config, open_storage, outcome_lines, outcome_table,
+                         run_sweep)
 from bench.trial import TrialSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -95,6 +97,51 @@ def test_a_study_lands_in_optuna_and_mlflow(sweep, tmp_path, tracking_uri):
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert artifacts == {"curve.csv", "progression.png", "latent_mask.png"}
     assert "study study" in outcome_table(outcome).title
+
+
+def table_rows(table) -> list[dict[str, str]]:
+    """The rows of a rich table as {header: cell}."""
+    headers = [column.header for column in table.columns]
+    return [dict(zip(headers, cells)) for cells in zip(*(column.cells for column in table.columns))]
+
+
+def test_the_table_shows_the_reference_fills_and_names_the_paste(sweep, tmp_path, tracking_uri):
+    """Below the trials, the grey holes and the harmonic fill scored on the same images (the numbers the
+    parent run records), and lines saying how many images, which paste (seamless unless asked) and
+    where the best trial stands against the references."""
+    outcome = sweep()
+    metrics = runs_of(tracking_uri)[0][0].data.metrics
+    fid = {name: metrics[f"baseline_{name}_fid"] for name in ("grey", "harmonic")}
+    rows = table_rows(outcome_table(outcome))
+    assert [row["trial"] for row in rows[:2]] == [str(t.number) for t in outcome.best]
+    labels = {"grey": "grey holes", "harmonic": "harmonic fill"}
+    assert rows[2:] == [{**dict.fromkeys(rows[0], ""), "trial": labels[name], "FID": f"{fid[name]:.3f}",
+                         "KID": f"{metrics[f'baseline_{name}_kid']:.4f}"} for name in sorted(fid, key=fid.get)]
+    best = outcome.best[0]
+    assert outcome_lines(outcome)[:2] == [
+        "FID and KID on 6 test images (lower is better); paste (--composite): seamless",
+        "below the line: grey holes and harmonic fill, the same images filled without a model (bench/baselines.py)"]
+    assert outcome_lines(outcome)[2].startswith(f"best trial {best.number}: FID {best.values[0]:.3f}, ")
+    assert {t.params["composite"] for t in load(tmp_path).get_trials()} == {"seamless"}
+
+    both = sweep(study_name="pastes", settings={**SETTINGS, "composite": "hard,seamless"})
+    assert outcome_lines(both)[0].endswith("paste (--composite): hard, seamless")
+    assert {row["composite"] for row in table_rows(outcome_table(both))} == {"hard", "seamless", ""}
+
+
+@pytest.mark.parametrize("best, comparison", [
+    (71.5, "better than harmonic fill (72.390) and grey holes (103.920)"),
+    (80.25, "better than grey holes (103.920), worse than harmonic fill (72.390)"),
+    (110.0, "worse than harmonic fill (72.390) and grey holes (103.920)")])
+def test_the_best_trial_is_compared_with_each_reference(best, comparison):
+    trial = optuna.trial.create_trial(value=best, params={"schedule": "cosine"},
+                                      distributions={"schedule": CategoricalDistribution(["cosine"])})
+    trial.number = 0  # as a study numbers it
+    outcome = SweepOutcome("study", "studies.journal", "sqlite:///mlflow.db", "run", OBJECTIVES["fid"], 1,
+                           {"COMPLETE": 1}, [trial], [], {"grey": {"fid": 103.92, "kid": 0.05},
+                                                          "harmonic": {"fid": 72.39, "kid": 0.03}}, 256, ("seamless",))
+    assert outcome_lines(outcome)[2] == f"best trial 0: FID {best:.3f}, {comparison}"
+    assert [row["trial"] for row in table_rows(outcome_table(outcome))] == ["0", "harmonic fill", "grey holes"]
 
 
 def test_a_resumed_study_continues_where_it_stopped(sweep, tmp_path, tracking_uri):
