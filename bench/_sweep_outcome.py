@@ -127,11 +127,13 @@ def _comparison(outcome: SweepOutcome) -> list[str]:
     if len(outcome.objective.names) > 1 or not outcome.best or not outcome.references:
         return []
     best = outcome.best[0]
-    references = sorted(outcome.references.items(), key=lambda item: item[1]["fid"])
-    better = [f"{baseline_label(name)} ({_number(row['fid'])})" for name, row in references if best.values[0] < row["fid"]]
-    worse = [f"{baseline_label(name)} ({_number(row['fid'])})" for name, row in references if best.values[0] >= row["fid"]]
+    fid = best.values[0]
+    references = [(f"{baseline_label(name)} ({_number(row['fid'])})", row["fid"])
+                  for name, row in sorted(outcome.references.items(), key=lambda item: item[1]["fid"])]
+    better = [text for text, value in references if fid < value]
+    worse = [text for text, value in references if fid >= value]
     parts = [f"{word} than {' and '.join(names)}" for word, names in (("better", better), ("worse", worse)) if names]
-    return [f"best trial {best.number}: FID {_number(best.values[0])}, {', '.join(parts)}"]
+    return [f"best trial {best.number}: FID {_number(fid)}, {', '.join(parts)}"]
 
 
 def _shown_settings(outcome: SweepOutcome) -> list[str]:

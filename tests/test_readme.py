@@ -74,4 +74,5 @@ def test_the_readme_says_what_the_default_sweep_does():
     assert f"{DEFAULT_LIMIT} test images" in section and steps in section
     assert f"`--composite {DEFAULT_SWEEP_COMPOSITE}`" in section
     assert "grey holes" in section and "harmonic fill" in section and "below a line" in section
-    assert f"# embedded default: {DEFAULT_LIMIT} toy-face test images, {steps}, --composite {DEFAULT_SWEEP_COMPOSITE}" in text
+    defaults = f"{DEFAULT_LIMIT} toy-face test images, {steps}, --composite {DEFAULT_SWEEP_COMPOSITE}"
+    assert f"# embedded default: {defaults}" in text
