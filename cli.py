@@ -61,6 +61,8 @@ def _typed_metavars(command) -> None:
         if param.param_type_name == "option" and param.metavar is None and not param.is_flag:
             kind = "Path" if param.type_descriptor.is_path else param.bare_type()
             param.metavar = _METAVARS.get(kind) or _TEXT_METAVARS.get(param.name)
+        elif param.param_type_name == "argument" and param.name in _TEXT_METAVARS:  # TRIAL, not <str>
+            param.display_type_rich = lambda ctx, kind=_TEXT_METAVARS[param.name]: kind
     for sub in getattr(command, "commands", {}).values():
         _typed_metavars(sub)
 
@@ -105,7 +107,7 @@ def main(
 _TEXT_METAVARS = {"checkpoint": "PATH|NAME", "device": "DEVICE", "preset": "NAME", "protocol": "NAME",
                   "schedule": "NAME", "study": "NAME", "experiment": "NAME", "study_name": "NAME", "sampler": "NAME",
                   "objective": "NAME", "pruner": "NAME", "from_run": "RUN_ID", "host": "ADDRESS",
-                  "composite": "LIST"}
+                  "composite": "LIST", "trial_a": "TRIAL", "trial_b": "TRIAL"}
 """Metavars of the text options that do not declare their own: the same name takes the same kind of
 value in every command."""
 
@@ -481,6 +483,26 @@ def report_command(
 
     report = make_report(tracking_uri, study or (), experiment or (), storage, out, steps, log)
     for line in report_lines(report):
+        typer.echo(line)
+
+
+@app.command("compare")
+def compare_command(
+    trial_a: str = typer.Argument(..., metavar="A", help="A trial: <study>:<trial number> (e.g. sweep-cosine:3) "
+                                                         "or an MLflow run id (confirmation runs)."),
+    trial_b: str = typer.Argument(..., metavar="B", help="The trial to compare it with, named the same way."),
+    step: int | None = typer.Option(None, help="Compare both trials' FIDs at this step. Default: each trial's "
+                                               "best step."),
+    tracking_uri: str = _tracking_uri_option("MLflow store of the trials"),
+):
+    """Is A's FID really lower than B's? The paired difference with its 95% interval and a verdict, and
+    whether each sweet spot beats its trial's last step (trials on the same model and test images).
+
+    Example: bench compare sweep-cosine:3 sweep-cosine:1
+    """
+    from bench.compare import compare_trials, comparison_lines
+
+    for line in comparison_lines(compare_trials(tracking_uri, trial_a, trial_b, step)):
         typer.echo(line)
 
 
