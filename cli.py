@@ -427,6 +427,9 @@ def sweep(
                                         "storage. Default: 1."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse results of settings already evaluated "
                                                                 "on this model and data. Default: on."),
+    confirm: int | None = typer.Option(None, help="Instead of new trials: evaluate the K best configurations of "
+                                                  "the finished study again with fresh seeds, at the step each "
+                                                  "chose (runs tagged confirmation=true). Default: off."),
     compiled: bool = typer.Option(False, "--compile/--no-compile", help=_COMPILE_HELP),
 ):
     """Run or resume an Optuna study of decoding settings: FID at every step, one MLflow run per trial.
@@ -447,6 +450,12 @@ def sweep(
                                 data=None if data is None else str(data), limit=limit, checkpoint=checkpoint,
                                 seed=seed, device=device, batch_size=batch_size, protocol=protocol, cache=cache,
                                 compiled=compiled)
+    if confirm is not None:
+        from bench.confirm import confirmation_lines, run_confirmation
+
+        for line in confirmation_lines(run_confirmation(config, confirm)):
+            typer.echo(line)
+        return
     try:
         outcome = run_sweep(config)
     except KeyboardInterrupt:

@@ -1,0 +1,105 @@
+"""bench sweep --confirm K: the K best configurations of a finished study are evaluated again with
+seeds none of their runs used, recorded as trial runs tagged confirmation=true, confirms=<trial>,
+at the step the trial chose; an unknown or empty study is a one-line error and nothing changes.
+
+The study is recorded by a real sweep (tiny random model, toy faces, stand-in Inception features
+whose statistics are computed for real)."""
+
+from __future__ import annotations
+
+import shutil
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from bench.compare import read_uncertainty
+from cli import app
+
+SPACE = ["--schedule", "cosine", "--schedule", "linear", "--steps", "2,3"]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, empty_mlflow_database, instant_fid_context, tiny_checkpoint, tiny_test_set):
+    """A grid study of 4 configurations with 2 seeds each, then --confirm 2 (once), in their own store."""
+    folder = tmp_path_factory.mktemp("confirm")
+    shutil.copyfile(empty_mlflow_database, folder / "mlflow.db")
+    options = ["--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}", "--storage", str(folder / "studies.journal"),
+               "--data", str(tiny_test_set), "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+               "--batch-size", "4", "--study-name", "grid", "--seeds", "2"]
+    with instant_fid_context():
+        swept = CliRunner().invoke(app, ["sweep", *SPACE, *options])
+        assert swept.exit_code == 0, swept.output
+        confirmed = CliRunner().invoke(app, ["sweep", *SPACE, *options, "--confirm", "2"])
+    return folder, options, confirmed
+
+
+def test_confirm_records_k_tagged_runs_with_fresh_seeds_at_the_chosen_step(swept):
+    folder, _, confirmed = swept
+    assert confirmed.exit_code == 0, confirmed.output
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("grid").experiment_id
+    runs = client.search_runs([experiment], filter_string="tags.confirms != ''")
+    assert len(runs) == 2
+    study = optuna.load_study(study_name="grid", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(folder / "studies.journal"))))
+    assert len(study.trials) == 4  # no Optuna trial added: the samplers never see confirmations
+    best = sorted(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.values[0])[:2]
+    assert sorted(int(r.data.tags["confirms"]) for r in runs) == sorted(t.number for t in best)
+    for run in runs:
+        trial = study.trials[int(run.data.tags["confirms"])]
+        assert run.data.tags["confirmation"] == "true" and "optuna_trial_number" not in run.data.tags
+        seeds = [int(s) for s in run.data.params["seed_list"].split(",")]
+        assert len(seeds) == 2 and not set(seeds) & set(trial.user_attrs["seed_list"])
+        for name in ("schedule", "steps", "choice_temperature", "composite"):
+            assert run.data.params[name] == str(trial.params[name])
+        assert run.data.params["sweet_spot"] == str(trial.user_attrs["best_step"])
+        assert run.data.metrics["best_step"] == trial.user_attrs["best_step"]
+        uncertainty = read_uncertainty(client, run.info.run_id)
+        assert uncertainty.seed_fid.shape[0] == 2 and uncertainty.key == run.data.tags["bootstrap_key"]
+        line = f"  trial {trial.number}: study FID {trial.values[0]:.2f} -> confirmed FID " \
+               f"{run.data.metrics['best_fid']:.2f}"
+        assert line in confirmed.output
+    assert "confirmed winner: trial " in confirmed.output
+
+
+def test_confirming_again_draws_seeds_no_earlier_confirmation_used(swept, instant_fid_context):
+    folder, options, _ = swept
+    with instant_fid_context():
+        again = CliRunner().invoke(app, ["sweep", *SPACE, *options, "--confirm", "1"])
+    assert again.exit_code == 0, again.output
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("grid").experiment_id
+    runs = client.search_runs([experiment], filter_string="tags.confirms != ''", order_by=["attributes.start_time"])
+    number = runs[-1].data.tags["confirms"]
+    seen = [run.data.params["seed_list"].split(",") for run in runs if run.data.tags["confirms"] == number]
+    assert len(seen) == 2 and not set(seen[0]) & set(seen[1])
+
+
+def snapshot(folder) -> tuple:
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return len(runs), (folder / "studies.journal").read_bytes()
+
+
+@pytest.mark.parametrize("study, message", [
+    ("nothing-here", "error: --confirm 2: no study 'nothing-here' in this --storage"),
+    ("empty", "error: --confirm 2: study empty has no complete trial to confirm"),
+])
+def test_confirm_on_an_unknown_or_empty_study_is_one_line_and_changes_nothing(swept, study, message):
+    folder, options, _ = swept
+    optuna.create_study(study_name="empty", load_if_exists=True, storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(folder / "studies.journal"))))
+    before = snapshot(folder)
+    result = CliRunner().invoke(app, ["sweep", *SPACE, *options[:-4], "--study-name", study, "--confirm", "2"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [message + " (run bench sweep first)" if "no study" in message
+                                                  else message]
+    assert snapshot(folder) == before
+
+
+def test_confirm_zero_is_refused(swept):
+    folder, options, _ = swept
+    result = CliRunner().invoke(app, ["sweep", *SPACE, *options, "--confirm", "0"])
+    assert result.exit_code == 2 and result.output.strip() == "error: --confirm must be at least 1 (got 0)"
