@@ -249,9 +249,9 @@ def test_default_benchmark_is_built_once_into_the_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(toyfaces, "build_toyfaces_benchmark", small_build)
     first = default_benchmark_dir()
-    assert first == tmp_path / "toyfaces-v1" and check_dataset(first).n_test == 3
+    assert first == tmp_path / toyfaces.BENCHMARK_NAME and check_dataset(first).n_test == 3
     assert default_benchmark_dir() == first and len(builds) == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["toyfaces-v1"]
+    assert [p.name for p in tmp_path.iterdir()] == [toyfaces.BENCHMARK_NAME]
 
 
 # --- bad inputs -------------------------------------------------------------------------------
