@@ -3,7 +3,8 @@
 Tokenizer: reconstruction PSNR and FID on the test ground truth, codebook usage. Transformer:
 masked-token accuracy on the real hole masks (one shot, from the ground truth's known tokens).
 Inpainting FID on the whole test set for the reference rows that learn nothing (grey holes, the
-harmonic fill) against one-step decoding and the best multi-step settings given.
+harmonic fill) against one-step decoding and the best multi-step settings given, and the
+tokenizer's bound on them: the ground truth's own tokens decoded and pasted (`oracle_*`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ def tokenizer_quality(evaluator: Evaluator) -> tuple[dict[str, float], torch.Ten
 
 
 @torch.no_grad()
+def oracle_row(evaluator: Evaluator, gt_tokens: torch.Tensor, composite: str) -> dict[str, float]:
+    """FID of the ground truth's own tokens decoded and pasted into the holes: what a transformer that
+    predicted every hole token right would score with this tokenizer."""
+    images = evaluator.images(gt_tokens, TrialSettings(composite=composite))
+    result = fid_score(evaluator.reference, images, extractor=evaluator.extractor)
+    return {"fid": result.fid, "kid": result.kid_mean}
+
+
+@torch.no_grad()
 def masked_token_accuracy(evaluator: Evaluator, gt_tokens: torch.Tensor) -> float:
     """Share of hole tokens whose one-shot argmax prediction equals the ground truth's token."""
     model = evaluator.model
@@ -56,6 +66,7 @@ def model_quality(evaluator: Evaluator, best: TrialSettings, composites: Sequenc
     one_step = dataclasses.replace(best, decode=dataclasses.replace(best.decode, steps=1), sweet_spot=None)
     rows = {name: dict(row) for name, row in evaluator.baselines.items()}
     for composite in composites:
+        rows[f"oracle_{composite}"] = oracle_row(evaluator, gt_tokens, composite)
         for name, settings in (("one_step", one_step), ("best", best)):
             settings = dataclasses.replace(settings, composite=composite)
             result = evaluator.evaluate(settings)

@@ -23,7 +23,8 @@ def test_evaluate_reports_every_model_card_number(tiny_checkpoint, tiny_test_set
     assert 0 < report["codebook_usage"] <= 1 and 0 <= report["masked_token_accuracy"] <= 1
     assert report["reconstruction_psnr"] > 0 and report["reconstruction_fid"] > 0
     rows = report["inpainting"]
-    assert set(rows) == {"grey", "harmonic", "one_step_hard", "best_hard", "one_step_seamless", "best_seamless"}
+    assert set(rows) == {"grey", "harmonic", "oracle_hard", "one_step_hard", "best_hard",
+                         "oracle_seamless", "one_step_seamless", "best_seamless"}
     for composite in ("hard", "seamless"):
         one_step, best = rows[f"one_step_{composite}"], rows[f"best_{composite}"]
         assert one_step["settings"]["steps"] == 1 and best["settings"]["steps"] == 2
@@ -45,6 +46,7 @@ def test_evaluate_refuses_a_missing_checkpoint(tmp_path):
     result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(tmp_path / "nope")])
     assert result.exit_code == 2
     assert "nope: no such checkpoint" in result.output and "Traceback" not in result.output
+
 
 class ScriptedTransformer(torch.nn.Module):
     """Predicts the given tokens (one-hot logits), batch after batch, and keeps what it was shown."""
