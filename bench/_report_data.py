@@ -1,6 +1,7 @@
 """`bench report`'s input: the recorded trials of one or more studies, read from MLflow (params,
-summary metrics, every `fid` curve, the reference fills on the parent runs) and, where present,
-the studies from Optuna's storage."""
+summary metrics, every `fid` curve with its logged interval, the reference fills on the parent runs,
+the confirmation runs of `bench sweep --confirm`, and the trials' uncertainty.npz where a table pairs
+them) and, where present, the studies from Optuna's storage."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 
+CONFIRMATION_TAG, CONFIRMS_TAG = "confirmation", "confirms"  # bench.confirm's tags
 NUMERIC_PARAMS = ("steps", "choice_temperature", "sampling_temperature", "seed", "dilation", "feather", "n_images")
 SETTING_COLUMNS = ("schedule", "steps", "choice_temperature", "anneal", "confidence", "sampling",
                    "sampling_temperature", "dilation", "composite", "seed")
@@ -25,8 +27,9 @@ class ReportData:
 
     studies: list[str]
     trials: pd.DataFrame  # run_id, study, trial, settings (typed), best_fid, best_step, final_fid, kid, seconds_*
-    curves: pd.DataFrame  # run_id, step, fid
+    curves: pd.DataFrame  # run_id, step, fid, fid_ci_low, fid_ci_high (NaN where no interval was logged)
     baselines: dict[str, float]  # name -> FID of the fills that learn nothing, on the same test images
+    baseline_intervals: dict[str, dict[str, float]]  # name -> {fid_ci_low, fid_ci_high} where logged
     parent_runs: dict[str, str]  # study -> its newest parent (sweep) run
     provenance: dict[str, str]  # checkpoint, data, n_images, protocol
     counts: dict[str, int]  # trial runs by Optuna state
@@ -34,6 +37,16 @@ class ReportData:
     unknown_counts: np.ndarray | None = None  # N0 per test image (tokens to fill), for the applied schedule
     client: object = None
     tracking_uri: str = ""
+    confirmations: pd.DataFrame | None = None  # confirmation runs: run_id, confirms, settings, best_* (None: none)
+    _uncertainties: dict = field(default_factory=dict)
+
+    def uncertainty(self, run_id: str):
+        """The run's uncertainty.npz (bench.compare.Uncertainty), None when it has none; read once."""
+        from bench.compare import read_uncertainty
+
+        if run_id not in self._uncertainties:
+            self._uncertainties[run_id] = read_uncertainty(self.client, run_id)
+        return self._uncertainties[run_id]
 
     def at_steps(self, steps: int) -> pd.DataFrame:
         return self.trials[self.trials["steps"] == steps]
@@ -60,7 +73,10 @@ def load_report_data(tracking_uri: str, studies: Sequence[str] = (), experiments
             raise BenchError(f"{option} {name}: no such study in {tracking_uri} (recorded: {known})")
         experiment_ids[name] = experiment.experiment_id
     runs = _all_runs(client, list(experiment_ids.values()))
-    trial_runs = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+    confirmation_runs = [run for run in runs if run.data.tags.get(CONFIRMATION_TAG) == "true"
+                         and "mlflow.parentRunId" in run.data.tags and "best_fid" in run.data.metrics]
+    trial_runs = [run for run in runs if "mlflow.parentRunId" in run.data.tags
+                  and run.data.tags.get(CONFIRMATION_TAG) != "true"]
     if not trial_runs:
         raise BenchError(f"--study {', '.join(experiment_ids)}: no trial runs recorded in {tracking_uri} yet "
                          "(run bench sweep first)")
@@ -74,15 +90,15 @@ def load_report_data(tracking_uri: str, studies: Sequence[str] = (), experiments
         raise BenchError(f"--study {', '.join(experiment_ids)}: none of its {len(trial_runs)} trials is complete yet")
     trials = _trials_frame(complete)
     provenance = _single_provenance(complete)
-    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
-    curves = pd.DataFrame([(run.info.run_id, m.step, m.value) for run in complete
-                           for m in client.get_metric_history(run.info.run_id, "fid")],
-                          columns=["run_id", "step", "fid"])
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags
+               and run.data.tags.get(CONFIRMATION_TAG) != "true"]  # sweeps' parents: the references, the report
     return ReportData(
-        studies=list(experiment_ids), trials=trials, curves=curves.sort_values(["run_id", "step"]),
-        baselines=_baselines(parents), parent_runs=_newest_parents(parents, experiment_ids), provenance=provenance,
+        studies=list(experiment_ids), trials=trials, curves=_curves(client, complete),
+        baselines=_baselines(parents), baseline_intervals=_baseline_intervals(parents),
+        parent_runs=_newest_parents(parents, experiment_ids), provenance=provenance,
         counts=counts, optuna_studies=_optuna_studies(storage, list(experiment_ids)),
-        unknown_counts=_unknown_counts(provenance), client=client, tracking_uri=tracking_uri)
+        unknown_counts=_unknown_counts(provenance), client=client, tracking_uri=tracking_uri,
+        confirmations=_confirmations_frame(confirmation_runs, provenance))
 
 
 def _newest_study(client, tracking_uri: str) -> str:
@@ -110,7 +126,9 @@ def _trials_frame(runs: list) -> pd.DataFrame:
         tags, metrics = run.data.tags, run.data.metrics
         rows.append({"run_id": run.info.run_id, "study": tags.get("optuna_study_name", ""),
                      "trial": int(tags.get("optuna_trial_number", -1)), **run.data.params,
-                     **{k: v for k, v in metrics.items() if k != "fid"}})
+                     **({"confirms": int(tags[CONFIRMS_TAG])} if CONFIRMS_TAG in tags else {}),
+                     **{k: v for k, v in metrics.items() if k not in STEP_METRICS},
+                     "kid": metrics.get("best_kid", metrics.get("kid", np.nan))})  # KID at the best step (older runs: kid)
     frame = pd.DataFrame(rows)
     for column in NUMERIC_PARAMS:
         if column in frame:
@@ -118,6 +136,31 @@ def _trials_frame(runs: list) -> pd.DataFrame:
     frame["steps"] = frame["steps"].astype(int)
     frame["best_step"] = frame["best_step"].astype(int)
     return frame.sort_values("best_fid", kind="stable").reset_index(drop=True)
+
+
+CURVE_METRICS = ("fid", "fid_ci_low", "fid_ci_high")
+STEP_METRICS = (*CURVE_METRICS, "fid_infinity", "kid", "kid_std")  # logged per step: a run's last value is no summary
+
+
+def _curves(client, runs: list) -> pd.DataFrame:
+    """Every run's FID per step beside the interval logged with it (NaN where none was: older runs)."""
+    frames = []
+    for name in CURVE_METRICS:
+        rows = [(run.info.run_id, m.step, m.value)
+                for run in runs for m in client.get_metric_history(run.info.run_id, name)]
+        frames.append(pd.DataFrame(rows, columns=["run_id", "step", name]).set_index(["run_id", "step"]))
+    curves = frames[0].join(frames[1:], how="left").reset_index()
+    return curves.sort_values(["run_id", "step"]).reset_index(drop=True)
+
+
+def _confirmations_frame(runs: list, provenance: dict[str, str]) -> pd.DataFrame | None:
+    """The newest confirmation run of each confirmed trial, on the trials' model and images (others
+    could not be compared with them)."""
+    newest = {}
+    for run in sorted(runs, key=lambda run: run.info.start_time):
+        if all(run.data.tags.get(key) == provenance[key] for key in ("checkpoint_sha", "data_hash", "protocol")):
+            newest[run.data.tags[CONFIRMS_TAG]] = run
+    return _trials_frame(list(newest.values())) if newest else None
 
 
 def _single_provenance(runs: list) -> dict[str, str]:
@@ -144,6 +187,16 @@ def _baselines(parents: list) -> dict[str, float]:
             match = re.fullmatch(r"baseline_(.+)_fid", key)
             if match:
                 found[match.group(1)] = value
+    return found
+
+
+def _baseline_intervals(parents: list) -> dict[str, dict[str, float]]:
+    found: dict[str, dict[str, float]] = {}
+    for run in parents:
+        for key, value in run.data.metrics.items():
+            match = re.fullmatch(r"baseline_(.+)_(fid_ci_low|fid_ci_high)", key)
+            if match:
+                found.setdefault(match.group(1), {})[match.group(2)] = value
     return found
 
 

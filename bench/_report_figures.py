@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from bench._report_data import ReportData, describe_trial
 from bench.baselines import reference_label
@@ -71,34 +72,68 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def fit_y_to(ax, values) -> None:
+    """The y-axis spans the curves (and their bands) with a margin, whatever the reference lines are."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return
+    low, high = values.min(), values.max()
+    margin = max(0.08 * (high - low), 0.5)
+    ax.set_ylim(low - margin, high + margin)
+
+
 def _draw_baselines(ax, data: ReportData) -> None:
+    """Reference fills inside the y-range as lines; those outside it as notes at that edge, so a far
+    reference (grey holes are often several times the trials' FID) never squashes the curves."""
+    low, high = ax.get_ylim()
+    above = sorted((v, n) for n, v in data.baselines.items() if v > high)
+    below = sorted(((v, n) for n, v in data.baselines.items() if v < low), reverse=True)
     for name, value in sorted(data.baselines.items()):
-        ax.axhline(value, color="0.35", linestyle=BASELINE_STYLES.get(name, "-."), linewidth=1.2,
-                   label=reference_label(name))
+        if low <= value <= high:
+            ax.axhline(value, color="0.35", linestyle=BASELINE_STYLES.get(name, "-."), linewidth=1.2,
+                       label=reference_label(name))
+    for row, (value, name) in enumerate(above):
+        ax.annotate(f"↑ {reference_label(name)}: {value:.1f}", xy=(0.99, 0.98 - 0.07 * row),
+                    xycoords="axes fraction", ha="right", va="top", fontsize=8, color="0.3")
+    for row, (value, name) in enumerate(below):
+        ax.annotate(f"↓ {reference_label(name)}: {value:.1f}", xy=(0.99, 0.02 + 0.07 * row),
+                    xycoords="axes fraction", ha="right", va="bottom", fontsize=8, color="0.3")
+
+
+def step_bands(data: ReportData, steps: int) -> pd.DataFrame:
+    """Each schedule's best trial at T: its FID per step with the interval logged beside each FID
+    (bootstrap over test images, and seeds), i.e. the lines and bands of the FID-vs-step figure."""
+    best = data.at_steps(steps).groupby("schedule", sort=False).head(1)  # trials are sorted by best FID
+    return data.curves.merge(best[["run_id", "schedule", "trial"]], on="run_id").sort_values(["schedule", "step"])
 
 
 def fig_fid_vs_step(data: ReportData, style: ReportStyle, path: Path) -> str:
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
-    trials = data.at_steps(style.steps)
-    curves = data.curves.merge(trials[["run_id", "schedule"]], on="run_id")
-    if curves.empty:
+    bands = step_bands(data, style.steps)
+    if bands.empty:
         raise MissingData(f"no FID curves recorded at T = {style.steps}")
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    sns.lineplot(curves, x="step", y="fid", hue="schedule", palette=style.palette, marker="o", errorbar=("ci", 95),
-                 ax=ax, hue_order=[s for s in style.palette if s in set(curves["schedule"])])
+    for name in [s for s in style.palette if s in set(bands["schedule"])]:
+        curve = bands[bands["schedule"] == name]
+        colour = style.palette[name]
+        ax.plot(curve["step"], curve["fid"], marker="o", color=colour, label=f"{name} (trial {curve['trial'].iloc[0]})")
+        ax.fill_between(curve["step"], curve["fid_ci_low"], curve["fid_ci_high"], color=colour, alpha=0.2, linewidth=0)
+    fit_y_to(ax, bands[["fid", "fid_ci_low", "fid_ci_high"]].to_numpy().ravel())
     _draw_baselines(ax, data)
     ax.set(xlabel="decoding step s (sweet spot)", ylabel="FID (lower is better)",
            title=f"FID vs decoding step, T = {style.steps} ({data.provenance['n_images']} test images)")
     ax.set_xticks(range(1, style.steps + 1))
     ax.legend(fontsize=8)
     _save(fig, path)
-    runs = trials.groupby("schedule").size()
-    per = ", ".join(f"{name}: {count}" for name, count in runs.items())
-    return (f"Each line is a schedule's mean FID after step s of T = {style.steps}; the band is the 95% confidence "
-            f"interval over its trials (seeds and the other settings; trials per schedule: {per}). Dashed and dotted "
-            "lines are the reference fills that learn nothing.")
+    banded = bands["fid_ci_low"].notna().any()
+    band = ("the band is that trial's 95% interval, logged beside each FID (bootstrap over the test images, "
+            "and over seeds when the trial ran several): it covers the FID expected at this number of images"
+            if banded else "no intervals were logged with these runs (recorded before intervals existed), so "
+            "no bands are drawn")
+    return (f"Each line is a schedule's best trial at T = {style.steps}: its FID after step s; {band}. Reference "
+            "fills that learn nothing are dashed and dotted lines, or a note at the edge when outside the range.")
 
 
 def fig_schedules(data: ReportData, style: ReportStyle, path: Path) -> str:
@@ -130,50 +165,65 @@ def fig_schedules(data: ReportData, style: ReportStyle, path: Path) -> str:
     return f"Lines: each schedule's formula gamma(r) at r = t/T (for N0 = {typical:.0f} where it matters); {applied_text}."
 
 
+def _errorbars(ax, frame: pd.DataFrame, x: str, value: str, low: str, high: str, **style) -> None:
+    """Points with the logged interval as error bars (none where no interval was logged)."""
+    spread = np.stack([frame[value] - frame[low], frame[high] - frame[value]]) if low in frame else None
+    ax.errorbar(frame[x], frame[value], yerr=None if spread is None else np.nan_to_num(spread), capsize=3, **style)
+
+
 def fig_best_and_final_vs_steps(data: ReportData, style: ReportStyle, path: Path) -> str:
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     if data.trials["steps"].nunique() < 2:
         raise MissingData(f"only T = {style.steps} was swept; this figure compares several T")
+    best = data.trials.groupby(["schedule", "steps"], sort=False).head(1)  # each (schedule, T)'s best trial
+    final = best[["run_id", "schedule", "steps"]].merge(data.curves, left_on=["run_id", "steps"],
+                                                        right_on=["run_id", "step"])
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    order = [s for s in style.palette]
-    for ax, column, title in zip(axes, ("best_fid", "final_fid"), ("best FID (at the sweet spot)", "final FID (step T)")):
-        sns.lineplot(data.trials, x="steps", y=column, hue="schedule", hue_order=order, palette=style.palette,
-                     marker="o", errorbar=("ci", 95), ax=ax)
-        _draw_baselines(ax, data)
+    panels = ((best, "best_fid", "best FID (at the sweet spot)"), (final, "fid", "final FID (step T)"))
+    for ax, (frame, column, title) in zip(axes, panels):
+        for name in [s for s in style.palette if s in set(frame["schedule"])]:
+            rows = frame[frame["schedule"] == name].sort_values("steps")
+            _errorbars(ax, rows, "steps", column, f"{column}_ci_low", f"{column}_ci_high", marker="o",
+                       color=style.palette[name], label=name)
         ax.set(xlabel="total iterations T", ylabel="FID (lower is better)", title=title)
         ax.set_xticks(sorted(set(data.trials["steps"])))
+    values = [best.get(c) for c in ("best_fid", "best_fid_ci_low", "best_fid_ci_high")] + \
+        [final.get(c) for c in ("fid", "fid_ci_low", "fid_ci_high")]
+    fit_y_to(axes[0], np.concatenate([v.to_numpy(dtype=float) for v in values if v is not None]))
+    for ax in axes:
+        _draw_baselines(ax, data)
         ax.legend(fontsize=7)
     _save(fig, path)
-    return ("Best FID over the steps of each trial and the FID of its last step, against the number of iterations T "
-            "(mean and 95% CI over trials).")
+    return ("The best trial of each schedule and T: its best FID over the steps and the FID of its last step, "
+            "against the number of iterations T; error bars are each trial's logged 95% interval (test images "
+            "and seeds), not a spread over different settings.")
 
 
 def fig_temperature(data: ReportData, style: ReportStyle, path: Path) -> str:
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     trials = data.trials
     if "choice_temperature" not in trials or trials["choice_temperature"].nunique() < 2:
         raise MissingData("the choice temperature was not varied")
     hue = "anneal" if trials["anneal"].nunique() > 1 else "schedule"
-    palette = style.palette if hue == "schedule" else None
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    if trials["choice_temperature"].nunique() <= 8:
-        sns.lineplot(trials, x="choice_temperature", y="best_fid", hue=hue, palette=palette, marker="o",
-                     errorbar=("ci", 95), ax=ax)
-    else:
-        sns.scatterplot(trials, x="choice_temperature", y="best_fid", hue=hue, palette=palette, ax=ax)
+    for index, (name, rows) in enumerate(trials.groupby(hue, sort=False)):
+        colour = style.palette.get(name) if hue == "schedule" else f"C{index}"
+        _errorbars(ax, rows, "choice_temperature", "best_fid", "best_fid_ci_low", "best_fid_ci_high",
+                   fmt="o", color=colour, label=name, alpha=0.8)
     positive = trials["choice_temperature"][trials["choice_temperature"] > 0]
     if len(positive) and positive.max() / positive.min() >= 10 and (trials["choice_temperature"] > 0).all():
         ax.set_xscale("log")
+    fit_y_to(ax, trials[[c for c in ("best_fid", "best_fid_ci_low", "best_fid_ci_high") if c in trials]]
+             .to_numpy().ravel())
     _draw_baselines(ax, data)
     ax.set(xlabel="choice temperature (Gumbel noise scale at step 1)", ylabel="best FID (lower is better)",
            title=f"Choice temperature vs best FID, by {hue}")
     ax.legend(fontsize=8)
     _save(fig, path)
-    return f"Best FID of each trial against its choice temperature, coloured by {hue}."
+    return (f"Best FID of each trial against its choice temperature, coloured by {hue}; error bars are each "
+            "trial's logged 95% interval.")
 
 
 def fig_sweet_spot_heatmap(data: ReportData, style: ReportStyle, path: Path) -> str:

@@ -1,5 +1,6 @@
 """`bench report`'s text: the tables (schedules at their best beside the reference fills, the top
-configurations), the summary, and report.md around the figures."""
+configurations with which of them the best does not detectably beat), the summary (headed by the
+confirmed winner when confirmation runs exist), and report.md around the figures."""
 
 from __future__ import annotations
 
@@ -9,19 +10,25 @@ import pandas as pd
 
 from bench._report_data import SETTING_COLUMNS, ReportData, describe_trial
 from bench._report_figures import Section
+from bench._report_verdicts import confirmed_winner, versus_best
+from bench.compare import step_vs_last
+from bench.stats import Difference
 from bench.baselines import reference_label
 
 TOP_ROWS = 10
 
 
 
+def number_text(value: float) -> str:
+    """A FID in a table: 2 decimals, 4 below 1 (KID, stand-in scores)."""
+    return "" if math.isnan(value) else f"{value:.4f}" if abs(value) < 1 else f"{value:.2f}"
+
+
 def _markdown_table(frame: pd.DataFrame) -> str:
     def cell(value) -> str:
         if value is pd.NA:
             return ""
-        if isinstance(value, float):
-            return "" if math.isnan(value) else f"{value:.4f}" if abs(value) < 1 else f"{value:.2f}"
-        return str(value)
+        return number_text(value) if isinstance(value, float) else str(value)
 
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + " --- |" * len(frame.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
@@ -35,33 +42,83 @@ def fixed_settings(data: ReportData) -> str:
                      if c in data.trials and c not in varied)
 
 
+def interval_text(row: pd.Series, prefix: str = "best_fid") -> str:
+    """'[40.12, 42.50]' from the logged interval, '' where none was logged."""
+    low, high = row.get(f"{prefix}_ci_low"), row.get(f"{prefix}_ci_high")
+    return "" if low is None or pd.isna(low) else f"[{number_text(low)}, {number_text(high)}]"
+
+
+def difference_text(difference: Difference | None) -> str:
+    if difference is None:
+        return ""
+    return f"{number_text(difference.estimate)} [{number_text(difference.lo)}, {number_text(difference.hi)}]"
+
+
 def top_table(data: ReportData, rows: int = TOP_ROWS) -> pd.DataFrame:
-    columns = ["trial", *data.varied(), "best_step", "best_fid", "final_fid", "kid", "seconds_total"]
+    """The best trials with their intervals, their paired difference from the best and whether the best
+    detectably beats them ('no': statistically indistinguishable from the best)."""
+    columns = ["trial", *data.varied(), "best_step", "best_fid", "95% interval", "vs best", "beaten by best",
+               "final_fid", "kid", "seconds_total"]
     if len(data.studies) > 1:
         columns.insert(0, "study")
-    return data.trials[[c for c in columns if c in data.trials]].head(rows)
+    table = data.trials.head(rows).copy()
+    differences = versus_best(data, table)
+    table["95% interval"] = [interval_text(row) for _, row in table.iterrows()]
+    table["vs best"] = [difference_text(d) if i else "" for i, d in enumerate(differences)]
+    table["beaten by best"] = [("" if d is None else "yes" if d.detectable else "no") if i else "best"
+                       for i, d in enumerate(differences)]
+    return table[[c for c in columns if c in table]]
 
 
 def schedule_table(data: ReportData) -> pd.DataFrame:
     """Each schedule at its best trial, with the reference fills below."""
-    best = data.trials.groupby("schedule", sort=False).head(1)
-    columns = [c for c in ("schedule", "steps", "choice_temperature", "best_step", "best_fid", "final_fid", "kid")
-               if c in best]
+    best = data.trials.groupby("schedule", sort=False).head(1).copy()
+    best["95% interval"] = [interval_text(row) for _, row in best.iterrows()]
+    columns = [c for c in ("schedule", "steps", "choice_temperature", "best_step", "best_fid", "95% interval",
+                           "final_fid", "kid") if c in best]
     table = best[columns].copy()
-    references = pd.DataFrame([{"schedule": reference_label(name), "best_fid": value}
+    references = pd.DataFrame([{"schedule": reference_label(name), "best_fid": value,
+                                "95% interval": interval_text(pd.Series(data.baseline_intervals.get(name, {})), "fid")}
                                for name, value in sorted(data.baselines.items())])
     table = pd.concat([table, references], ignore_index=True) if len(references) else table
     return table.astype({c: "Int64" for c in ("steps", "best_step") if c in table})
 
 
+def headline(data: ReportData) -> list[str]:
+    """The confirmed winner when confirmation runs exist, else the study's best trial (and that it is
+    unconfirmed: the best of many noisy trials is luckier than it is good)."""
+    winner = confirmed_winner(data)
+    best = data.trials.iloc[0]
+    if winner is None:
+        return [f"- **Best setting** (not confirmed: `bench sweep --confirm K` evaluates the best again with fresh "
+                f"seeds): {describe_trial(best)}, sweet spot at step {best['best_step']}: FID "
+                f"**{number_text(best['best_fid'])}** {interval_text(best)} (its last step: {number_text(best['final_fid'])})."]
+    run = winner.run
+    lines = [f"- **Confirmed winner**: {describe_trial(run)} (trial {run['confirms']}), at step {run['best_step']}: "
+             f"FID **{number_text(run['best_fid'])}** {interval_text(run)} on {run.get('seeds', '?')} fresh seed(s)"
+             + (f"; in the study it scored {number_text(winner.trial['best_fid'])}." if winner.trial is not None else ".")]
+    if winner.runner_up is not None and winner.margin is not None:
+        second = f"trial {winner.runner_up['confirms']}"
+        lines.append(f"- Against the next confirmed configuration ({second}, {describe_trial(winner.runner_up)}): "
+                     f"{winner.margin.verdict('the winner', second)}.")
+    return lines
+
+
 def summary_lines(data: ReportData) -> list[str]:
     best = data.trials.iloc[0]
-    lines = [f"- **Best setting**: {describe_trial(best)}, sweet spot at step {best['best_step']}: FID "
-             f"**{best['best_fid']:.2f}** (its last step: {best['final_fid']:.2f})."]
+    lines = headline(data)
+    top = data.trials.head(TOP_ROWS)
+    differences = versus_best(data, top)[1:]
+    if any(d is not None for d in differences):
+        tied = [str(trial) for trial, d in zip(top["trial"].iloc[1:], differences)
+                if d is not None and not d.detectable]
+        lines.append(f"- Statistically indistinguishable from the best trial ({best['trial']}; paired 95% interval "
+                     f"of the difference includes 0): {', '.join(tied) if tied else 'none'} of the next "
+                     f"{len(differences)}.")
     if "harmonic" in data.baselines:
         harmonic = data.baselines["harmonic"]
         verdict = "beats" if best["best_fid"] < harmonic else "does **not** beat"
-        lines.append(f"- It {verdict} the harmonic fill, which learns nothing (FID {harmonic:.2f}).")
+        lines.append(f"- The best trial {verdict} the harmonic fill, which learns nothing (FID {harmonic:.2f}).")
     by_schedule = data.trials.groupby("schedule")["best_fid"].min().sort_values()
     if len(by_schedule) > 1:
         lines.append("- Schedules at their best: " + ", ".join(f"{name} {value:.2f}" for name, value in by_schedule.items())
@@ -69,9 +126,24 @@ def summary_lines(data: ReportData) -> list[str]:
     one_step = data.trials[data.trials["steps"] == 1]
     if len(one_step):
         lines.append(f"- One-step decoding (T = 1) at its best: FID {one_step['best_fid'].min():.2f}.")
-    later = data.trials[data.trials["best_step"] < data.trials["steps"]]
-    lines.append(f"- The sweet spot came before the last step in {len(later)} of {len(data.trials)} trials.")
+    lines.append(sweet_spot_summary(data))
     return lines
+
+
+def sweet_spot_summary(data: ReportData) -> str:
+    """How many trials' sweet spot detectably beats their last step (the interval of the paired
+    difference excludes 0); a sweet spot that does not is not counted."""
+    earlier = data.trials[data.trials["best_step"] < data.trials["steps"]]
+    beats = []
+    for _, row in earlier.iterrows():
+        uncertainty = data.uncertainty(row["run_id"])
+        if uncertainty is not None and uncertainty.has(int(row["best_step"])):
+            beats.append(step_vs_last(uncertainty, int(row["best_step"])).hi < 0)
+    text = f"- The sweet spot came before the last step in {len(earlier)} of {len(data.trials)} trials"
+    if not beats:
+        return text + "."
+    return text + f"; it beats the last step detectably (paired 95% interval below 0) in {sum(beats)} of those " \
+                  f"{len(beats)} with uncertainty data."
 
 
 def render_markdown(data: ReportData, sections: list[Section]) -> str:
@@ -105,7 +177,10 @@ def render_markdown(data: ReportData, sections: list[Section]) -> str:
         "",
         _markdown_table(top_table(data)),
         "",
-        "(`seconds_total`: wall time of the trial: decoding, pixels and FID at every step.)",
+        "(`95% interval`: covers the FID expected at this number of test images, over the images and the "
+        "trial's seeds. `vs best`: this trial's FID minus the best one's, with the 95% interval of that paired "
+        "difference; `beaten by best`: yes where it excludes 0, no where the two are statistically "
+        "indistinguishable. `seconds_total`: wall time of the trial: decoding, pixels and FID at every step.)",
         "",
     ]
     for number, section in enumerate(sections, start=1):

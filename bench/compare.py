@@ -44,6 +44,10 @@ class Uncertainty:
             return cls(stored["steps"].astype(int), stored["fid"], stored["replicates"], stored["seed_fid"],
                        str(stored["key"]))
 
+    @property
+    def last_step(self) -> int:
+        return int(self.steps.max())
+
     def has(self, step: int) -> bool:
         return step in self.steps
 
@@ -66,10 +70,6 @@ class RecordedTrial:
     params: dict[str, str]
     best_step: int
     uncertainty: Uncertainty
-
-    @property
-    def last_step(self) -> int:
-        return int(self.uncertainty.steps.max())
 
     def describe(self) -> str:
         study, number = self.tags.get("optuna_study_name", "?"), self.tags.get("optuna_trial_number")
@@ -153,9 +153,9 @@ def difference(a: RecordedTrial, step_a: int, b: RecordedTrial, step_b: int) -> 
     return paired_difference(*a.uncertainty.at(step_a), *b.uncertainty.at(step_b))
 
 
-def sweet_spot(trial: RecordedTrial, step: int) -> Difference:
+def step_vs_last(uncertainty: Uncertainty, step: int) -> Difference:
     """FID at `step` minus FID at the last step, within one trial (the sweet-spot claim)."""
-    return difference(trial, step, trial, trial.last_step)
+    return paired_difference(*uncertainty.at(step), *uncertainty.at(uncertainty.last_step))
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,8 @@ def compare_trials(tracking_uri: str, spec_a: str, spec_b: str, step: int | None
     a, b = (load_trial(client, spec, tracking_uri) for spec in (spec_a, spec_b))
     check_comparable(a, b)
     step_a, step_b = step_of(a, step), step_of(b, step)
-    spots = {t.name: sweet_spot(t, s) for t, s in ((a, step_a), (b, step_b)) if s != t.last_step}
+    spots = {t.name: step_vs_last(t.uncertainty, s) for t, s in ((a, step_a), (b, step_b))
+             if s != t.uncertainty.last_step}
     return Comparison(a, b, step_a, step_b, difference(a, step_a, b, step_b), spots)
 
 
@@ -189,14 +190,14 @@ def comparison_lines(comparison: Comparison) -> list[str]:
         lo, hi = trial.uncertainty.interval(step)
         seeds = len(trial.uncertainty.seed_fid)
         lines.append(f"{label} = {trial.name}: {trial.describe()}")
-        lines.append(f"    step {step} of {trial.last_step}: FID {fid:.2f} [{lo:.2f}, {hi:.2f}] "
+        lines.append(f"    step {step} of {trial.uncertainty.last_step}: FID {fid:.2f} [{lo:.2f}, {hi:.2f}] "
                      f"({seeds} seed{'s' * (seeds != 1)})")
     count = c.a.uncertainty.replicates.shape[1]
     lines.append(f"A - B: {c.difference.verdict(c.a.name, c.b.name)}")
     lines.append(f"    (FID difference with its 95% interval, paired over {count} resamples of the same test images)")
     for name, spot in c.sweet_spots.items():
         trial, step = (c.a, c.step_a) if name == c.a.name else (c.b, c.step_b)
-        lines.append(sweet_spot_line(name, step, trial.last_step, spot))
+        lines.append(sweet_spot_line(name, step, trial.uncertainty.last_step, spot))
     return lines
 
 

@@ -69,7 +69,8 @@ def log_trial(client, experiment_id: str, parent_id: str, study: str, number: in
 
 
 def per_image_scores(rng: np.random.Generator, curve: list[float], n: int, seeds: int = 1,
-                     image_spread: float = 4.0, seed_spread: float = 0.5, images: np.ndarray | None = None) -> np.ndarray:
+                     image_spread: float = 4.0, seed_spread: float = 0.5,
+                     images: np.ndarray | None = None) -> np.ndarray:
     """Scores [K, S, N]: `curve[s]` plus an image effect shared by every trial given the same `images`
     (what makes pairing worthwhile) plus independent noise per seed."""
     images = rng.normal(0, image_spread, n) if images is None else images

@@ -15,9 +15,11 @@ import optuna
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Metric
 from PIL import Image
 from typer.testing import CliRunner
 
+from bench._report_markdown import number_text
 from bench.errors import BenchError
 from bench.report import FIGURES, make_report
 from bench.study import build_sweep_config, open_storage, run_sweep
@@ -77,13 +79,13 @@ def test_tables_hold_the_recorded_numbers(recorded, tmp_path):
     for schedule in ("cosine", "linear"):
         best = min(t.values[0] for t in complete if t.params["schedule"] == schedule)
         row = next(line for line in markdown.splitlines() if line.startswith(f"| {schedule} |"))
-        assert f"{best:.2f}" in row
+        assert f"| {number_text(best)} |" in row
     parent = MlflowClient(tracking_uri).get_run(result.logged_to[0])
     for name, label in (("grey", "grey holes"), ("harmonic", "harmonic fill")):
         value = parent.data.metrics[f"baseline_{name}_fid"]
         row = next(line for line in markdown.splitlines() if line.startswith(f"| {label} (reference) |"))
-        assert f"| {value:.2f} |" in row
-    assert f"FID **{recorded_fids[0]:.2f}**" in markdown
+        assert f"| {number_text(value)} |" in row
+    assert f"FID **{number_text(recorded_fids[0])}**" in markdown
 
 
 def test_the_report_is_logged_to_the_studys_parent_run(recorded, tmp_path):
@@ -141,3 +143,108 @@ def test_cli_writes_the_report_of_the_newest_study_by_default(recorded, tmp_path
     assert result.exit_code == 0, result.output
     assert "wrote reports/single/report.md" in result.output
     assert (tmp_path / "reports" / "single" / "fid_vs_step.png").is_file()
+
+
+# --- intervals and verdicts, on trials with synthetic uncertainty.npz (tests/bench/recorded_trials.py) ---
+
+
+@pytest.fixture
+def paired_store(tracking_uri):
+    """Study `paired`: trial 0 (best), trial 1 (the same curve up to noise: indistinguishable), trial 2
+    (clearly worse), 2 seeds each over 48 shared images; the parent run's references (grey holes far
+    above every curve); confirmation runs of trials 0 and 1 when asked."""
+    from recorded_trials import log_trial, per_image_scores
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.create_experiment("paired")
+    parent = client.create_run(experiment, tags={"optuna_study_name": "paired"}).info.run_id
+    client.log_batch(parent, metrics=[Metric(k, v, 0, 0) for k, v in (
+        ("baseline_grey_fid", 300.0), ("baseline_grey_fid_ci_low", 296.0), ("baseline_grey_fid_ci_high", 304.0),
+        ("baseline_harmonic_fid", 35.0), ("baseline_harmonic_fid_ci_low", 34.0),
+        ("baseline_harmonic_fid_ci_high", 36.0))])
+    rng = np.random.default_rng(1)
+    images = rng.normal(0, 4.0, 48)
+    curves = {0: ([40.0, 31.0, 33.0, 34.0], "cosine"), 1: ([40.0, 31.0, 33.0, 34.0], "linear"),
+              2: ([45.0, 38.0, 37.0, 36.5], "cosine")}
+    scores = {n: per_image_scores(rng, curve, 48, seeds=2, images=images) for n, (curve, _) in curves.items()}
+    runs = {n: log_trial(client, experiment, parent, "paired", n, scores[n], settings={"schedule": curves[n][1]})
+            for n in curves}
+
+    def confirm(numbers, shift):
+        confirm_parent = client.create_run(experiment, tags={"confirmation": "true"}).info.run_id
+        for n in numbers:
+            fresh = per_image_scores(rng, [v + shift.get(n, 0.0) for v in curves[n][0]], 48, seeds=2, images=images)
+            runs[f"confirm-{n}"] = log_trial(client, experiment, confirm_parent, "paired", None, fresh,
+                                             settings={"schedule": curves[n][1]},
+                                             extra_tags={"confirmation": "true", "confirms": str(n)})
+
+    return client, tracking_uri, scores, runs, confirm
+
+
+def test_bands_are_the_intervals_logged_beside_each_fid(paired_store, tmp_path, monkeypatch):
+    from bench import _report_figures
+    from bench.report import load_report_data
+
+    client, uri, _, runs, _ = paired_store
+    data = load_report_data(uri, ["paired"])
+    bands = _report_figures.step_bands(data, 4)
+    assert set(bands["run_id"]) == {runs[0], runs[1]}  # each schedule's best trial
+    for run_id, rows in bands.groupby("run_id"):
+        for name in ("fid", "fid_ci_low", "fid_ci_high"):
+            logged = {m.step: m.value for m in client.get_metric_history(run_id, name)}
+            assert dict(zip(rows["step"], rows[name])) == logged
+    drawn = []
+    monkeypatch.setattr(_report_figures, "_save", lambda fig, path: drawn.append(fig))
+    _report_figures.fig_fid_vs_step(data, _report_figures.report_style(data, None), tmp_path / "f.png")
+    ax = drawn[0].axes[0]
+    drawn_bands = sorted(sorted(np.round(band.get_paths()[0].vertices[:, 1], 9).tolist()) for band in ax.collections)
+    logged_bands = sorted(sorted(set(np.round([*rows["fid_ci_low"], *rows["fid_ci_high"]], 9).tolist()))
+                          for _, rows in bands.groupby("run_id"))
+    assert [sorted(set(band)) for band in drawn_bands] == logged_bands
+    low, high = ax.get_ylim()
+    values = bands[["fid_ci_low", "fid_ci_high"]].to_numpy()
+    assert low < values.min() and high > values.max() and high < values.max() + 0.1 * (values.max() - values.min()) + 1
+    notes = [text.get_text() for text in ax.texts]
+    assert notes == ["↑ grey holes (reference): 300.0"]  # outside the range: a note, not a squashing line
+    assert any(line.get_label() == "harmonic fill (reference)" for line in ax.lines)  # inside: a line
+
+
+def test_the_table_marks_trials_indistinguishable_from_the_best(paired_store, tmp_path):
+    from bench._report_markdown import difference_text, top_table
+    from bench.report import load_report_data
+    from bench.stats import paired_difference
+    from recorded_trials import uncertainty_arrays
+
+    _, uri, scores, _, _ = paired_store
+    data = load_report_data(uri, ["paired"])
+    table = top_table(data)
+    assert list(table["trial"]) == [0, 1, 2] and list(table["beaten by best"]) == ["best", "no", "yes"]
+    best = uncertainty_arrays(scores[0])
+    for number, best_step in ((1, 2), (2, 4)):
+        mine = uncertainty_arrays(scores[number])
+        expected = paired_difference(mine["fid"][best_step - 1], mine["replicates"][best_step - 1],
+                                     best["fid"][1], best["replicates"][1])
+        assert table.loc[table["trial"] == number, "vs best"].item() == difference_text(expected)
+        assert expected.detectable == (number == 2)
+    markdown = (make_report(uri, ["paired"], out=tmp_path / "r", log=False).out / "report.md").read_text()
+    assert "Statistically indistinguishable from the best trial (0; paired 95% interval of the difference " \
+           "includes 0): 1 of the next 2." in markdown
+    assert "**Best setting** (not confirmed: `bench sweep --confirm K`" in markdown
+    assert "it beats the last step detectably (paired 95% interval below 0) in 2 of those 2" in markdown
+
+
+def test_the_headline_comes_from_the_confirmation_runs(paired_store, tmp_path):
+    from bench.report import load_report_data
+
+    client, uri, _, runs, confirm = paired_store
+    confirm([0, 1], shift={0: 3.0})  # trial 0 was lucky: on fresh seeds trial 1 wins
+    data = load_report_data(uri, ["paired"])
+    assert sorted(data.trials["trial"]) == [0, 1, 2]  # confirmations are not trials
+    assert sorted(data.confirmations["confirms"]) == [0, 1]
+    winner = client.get_run(runs["confirm-1"]).data.metrics
+    markdown = (make_report(uri, ["paired"], out=tmp_path / "r", log=False).out / "report.md").read_text()
+    assert (f"- **Confirmed winner**: linear, T = 4, choice temperature 4.5 (trial 1), at step 2: FID "
+            f"**{number_text(winner['best_fid'])}** [{number_text(winner['best_fid_ci_low'])}, "
+            f"{number_text(winner['best_fid_ci_high'])}] on 2 fresh seed(s)") in markdown
+    assert "- Against the next confirmed configuration (trial 0, cosine, T = 4, choice temperature 4.5): " \
+           "the winner is better than trial 0 by " in markdown

@@ -1,0 +1,57 @@
+"""`bench report`'s verdicts: which of the best trials are statistically indistinguishable from the best
+one (paired differences of their uncertainty.npz replicates, bench.stats), and the confirmed winner
+from the confirmation runs of `bench sweep --confirm` (docs/architecture.md#paired-verdicts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from bench._report_data import ReportData
+from bench.stats import Difference, paired_difference
+
+
+def _at_best(data: ReportData, row: pd.Series):
+    """(FID, replicates) of the run at its best step, or None without uncertainty data there."""
+    uncertainty = data.uncertainty(row["run_id"])
+    step = int(row["best_step"])
+    if uncertainty is None or not uncertainty.has(step):
+        return None
+    return uncertainty.at(step)
+
+
+def paired(data: ReportData, a: pd.Series, b: pd.Series) -> Difference | None:
+    """FID(a) - FID(b), each run at its best step, paired; None where either has no uncertainty data
+    there or their bootstrap keys differ (then nothing pairs)."""
+    mine, theirs = _at_best(data, a), _at_best(data, b)
+    if mine is None or theirs is None or data.uncertainty(a["run_id"]).key != data.uncertainty(b["run_id"]).key:
+        return None
+    return paired_difference(*mine, *theirs)
+
+
+def versus_best(data: ReportData, trials: pd.DataFrame) -> list[Difference | None]:
+    """For each row of `trials`: its best FID minus that of the first row (the best trial)."""
+    return [paired(data, row, trials.iloc[0]) for _, row in trials.iterrows()]
+
+
+@dataclass(frozen=True)
+class Winner:
+    """The confirmed FID of the best configuration and what it was measured against."""
+
+    run: pd.Series  # the confirmation run (bench report's trials columns + confirms)
+    trial: pd.Series | None  # the study's trial it confirms (None when not among the reported trials)
+    runner_up: pd.Series | None  # the next confirmation run, if any
+    margin: Difference | None  # winner minus runner-up, paired
+
+
+def confirmed_winner(data: ReportData) -> Winner | None:
+    """The confirmation run of lowest FID; None when no trial was confirmed."""
+    if data.confirmations is None:
+        return None
+    ranked = data.confirmations.sort_values("best_fid", kind="stable").reset_index(drop=True)
+    winner = ranked.iloc[0]
+    trials = data.trials[data.trials["trial"] == winner["confirms"]]
+    runner_up = ranked.iloc[1] if len(ranked) > 1 else None
+    margin = None if runner_up is None else paired(data, winner, runner_up)
+    return Winner(winner, trials.iloc[0] if len(trials) else None, runner_up, margin)
