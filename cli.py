@@ -425,6 +425,9 @@ def sweep(
     tracking_uri: str = _tracking_uri_option("MLflow store"),
     workers: int = typer.Option(1, help="Worker processes on this machine, each an Optuna worker on the "
                                         "storage. Default: 1."),
+    seeds: int | None = typer.Option(None, help="Seeds per trial: each trial decodes the test set K times, its "
+                                                "FID is their mean with an interval over seeds and images; a "
+                                                "setting proposed again gets fresh seeds. Default: 1."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse results of settings already evaluated "
                                                                 "on this model and data. Default: on."),
     confirm: int | None = typer.Option(None, help="Instead of new trials: evaluate the K best configurations of "
@@ -448,8 +451,8 @@ def sweep(
                                 tracking_uri=tracking_uri, objective=objective, sampler=sampler, pruner=pruner,
                                 n_trials=n_trials, timeout=timeout, workers=workers,
                                 data=None if data is None else str(data), limit=limit, checkpoint=checkpoint,
-                                seed=seed, device=device, batch_size=batch_size, protocol=protocol, cache=cache,
-                                compiled=compiled)
+                                seed=seed, seeds=seeds, device=device, batch_size=batch_size, protocol=protocol,
+                                cache=cache, compiled=compiled)
     if confirm is not None:
         from bench.confirm import confirmation_lines, run_confirmation
 

@@ -80,6 +80,7 @@ class SweepConfig:
     limit: int | None = None  # None: DEFAULT_LIMIT on the embedded benchmark, else every image
     checkpoint: str = DEFAULT_CHECKPOINT
     seed: int = 0  # of the samplers (worker i uses seed + i)
+    seeds: int = 1  # K: each trial decodes the test set with K seeds (its curve is their mean)
     device: str = "auto"
     batch_size: int | None = None  # None: default_batch_size(device)
     compiled: bool = False  # torch.compile the transformer and the VQGAN decoder
@@ -136,6 +137,7 @@ def check_config(config: SweepConfig) -> None:
         if importlib.util.find_spec("cmaes") is None:
             raise BenchError("--sampler cmaes needs the cmaes package (pip install cmaes)")
     for option, value, least in (("--n-trials", config.n_trials, 1), ("--workers", config.workers, 1),
+                                 ("--seeds", config.seeds, 1),
                                  ("--batch-size", config.batch_size, 1), ("--limit", config.limit, 2)):
         if value is not None and value < least:
             raise BenchError(f"{option} must be at least {least} (got {value})")

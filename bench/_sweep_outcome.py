@@ -3,6 +3,7 @@ fills scored on the same test images beside them, and where to look next."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from bench._sweep_config import Objective, SweepConfig
 from bench.baselines import baseline_label
+from bench.stats import DEFAULT_LEVEL
 from bench.storage import StudyHandle, redacted
 
 
@@ -74,9 +76,11 @@ class Column:
 def outcome_columns(outcome: SweepOutcome) -> list[Column]:
     """The table's columns in order: the trial (or reference), its objective values, best step, final
     FID, KID, the settings that differ between the trials shown, and its MLflow run."""
-    objectives = [Column(OBJECTIVE_HEADERS.get(name, name), lambda t, i=i: _number(t.values[i]),
-                         (lambda name, row: _number(row.get("fid"))) if i == 0 else _no_cell)
-                  for i, name in enumerate(outcome.objective.names)]
+    fid = Column(f"FID\n{DEFAULT_LEVEL:.0%} interval",
+                 lambda t: _interval(t.values[0], *(t.user_attrs.get(f"best_fid_ci_{end}") for end in ("low", "high"))),
+                 lambda name, row: _interval(row["fid"], row.get("fid_ci_low"), row.get("fid_ci_high")))
+    objectives = [fid, *(Column(OBJECTIVE_HEADERS.get(name, name), lambda t, i=i: _number(t.values[i]))
+                         for i, name in enumerate(outcome.objective.names) if i > 0)]
     settings = [Column(name, lambda t, name=name: str(t.params.get(name, "")), text=True)
                 for name in _shown_settings(outcome)]
     return [Column("trial", lambda t: str(t.number), lambda name, row: baseline_label(name), text=True),
@@ -85,7 +89,7 @@ def outcome_columns(outcome: SweepOutcome) -> list[Column]:
             Column("final\nFID", lambda t: _number(t.user_attrs.get("final_fid"))),
             Column("KID", lambda t: _kid(t.user_attrs.get("kid")), lambda name, row: _kid(row.get("kid"))),
             *settings,
-            Column("MLflow\nrun", lambda t: t.user_attrs.get("mlflow_run_id", "")[:12], text=True)]
+            Column("MLflow\nrun", lambda t: t.user_attrs.get("mlflow_run_id", "")[:8], text=True)]  # fits 80 columns
 
 
 def outcome_table(outcome: SweepOutcome) -> Table:
@@ -114,6 +118,8 @@ def outcome_lines(outcome: SweepOutcome) -> list[str]:
             f"{', '.join(outcome.pastes)}",
             f"below the line: {references}, the same images filled without a model (bench/baselines.py)",
             *_comparison(outcome),
+            f"FID's {DEFAULT_LEVEL:.0%} interval: bootstrap over the test images (and seeds) of the FID that "
+            f"{outcome.n_images} images give on average; more images narrow it, more trials do not",
             *(orphans if outcome.orphans else []),
             f"study {outcome.study_name}: {counts or 'no trials'} ({outcome.ran} run now) in {outcome.storage}",
             f"open the UI:  bench ui --tracking-uri {outcome.tracking_uri}   (experiment {outcome.study_name})",
@@ -148,6 +154,15 @@ def _shown_settings(outcome: SweepOutcome) -> list[str]:
 
 def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}" if abs(value) >= 0.01 else f"{value:.2e}"
+
+
+def _interval(value: float, lo: float | None, hi: float | None) -> str:
+    """'27.3 [26.1, 28.4]': a FID and its interval to two digits of the interval's width, so the column
+    fits 80 columns ('160 [107, 220]'); the FID alone where no interval was recorded."""
+    if lo is None or hi is None:
+        return _number(value)
+    decimals = max(0, 1 - math.floor(math.log10(max(hi - lo, 1e-3))))
+    return f"{value:.{decimals}f} [{lo:.{decimals}f}, {hi:.{decimals}f}]"
 
 
 def _kid(value: float | None) -> str:

@@ -1,13 +1,15 @@
 """MLflow side of a sweep: one parent run per invocation, one nested run per trial with its settings,
-its FID curve (`fid` at step s), summary metrics and figures. When MLflow stops answering, the
-running trial is recorded FAIL in Optuna and the sweep stops with one line (nothing is buffered)."""
+its FID curve (`fid` at step s, beside `fid_ci_low`, `fid_ci_high`, `fid_infinity`, `kid`,
+`kid_std`), summary metrics, figures and `uncertainty.npz` (bootstrap replicates, per seed and mean).
+When MLflow stops answering, the running trial is recorded FAIL in Optuna and the sweep stops with
+one line (nothing is buffered)."""
 
 from __future__ import annotations
 
 import json
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import asdict
 from functools import wraps
 from pathlib import Path
@@ -20,7 +22,8 @@ from bench.data import TestSet
 from bench.errors import BenchError
 from bench.storage import redacted, study_provenance
 from bench.tracking import environment_tags
-from bench.trial import Evaluator, StepScore, TrialResult, TrialSettings, save_png
+from bench.trial import Evaluator, StepScore, TrialResult, TrialSettings, baselines_npz
+from bench.trial_results import save_png
 
 if TYPE_CHECKING:
     from bench._sweep_config import SweepConfig
@@ -76,32 +79,38 @@ class RunLogger:
         return self.client.create_run(self.experiment_id, run_name=f"trial-{trial.number:03d}", tags=tags).info.run_id
 
     @_recording
-    def log_settings(self, run_id: str, settings: TrialSettings) -> None:
-        from mlflow.entities import Param
+    def log_settings(self, run_id: str, settings: TrialSettings, seeds: Sequence[int], bootstrap_key: str) -> None:
+        """The settings, the seeds decoded (`seeds` K, `seed_list`) and the test set's bootstrap key."""
+        from mlflow.entities import Param, RunTag
 
-        params = {**settings.params(), **self.params}
-        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        params = {**settings.params(), **self.params, "seeds": len(seeds), "seed_list": ",".join(map(str, seeds))}
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()],
+                              tags=[RunTag("bootstrap_key", bootstrap_key)])
 
     @_recording
     def log_step(self, run_id: str, score: StepScore) -> None:
-        """`fid` at step s, so the UI draws FID against the decoding step."""
-        self.client.log_metric(run_id, "fid", score.fid, step=score.step)
+        """`fid` and its interval, FID-infinity and KID at step s, so the UI draws them against the step."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(name, float(value), now, score.step) for name, value in score.metrics().items()]
+        self.client.log_batch(run_id, metrics=metrics)
 
     @_recording
     def log_result(self, run_id: str, result: TrialResult, objective_values: dict[str, float]) -> None:
         from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
-        values = {"best_fid": result.best_fid, "best_step": result.best_step, "final_fid": result.final_fid,
+        best = {f"best_{name}": value for name, value in result.best.metrics().items()}  # best_fid, best_kid, ...
+        values = {**best, "best_step": result.best_step, "final_fid": result.final_fid,
                   "decode_seconds_per_image": result.decode_seconds_per_image, "n_images": result.n_images,
                   **{f"seconds_{phase}": seconds for phase, seconds in result.seconds.items()},
                   **{f"objective_{name}": value for name, value in objective_values.items()}}
-        if result.kid is not None:
-            values["kid"] = result.kid
         metrics = [Metric(key, float(value), now, 0) for key, value in values.items()]
         self.client.log_batch(run_id, metrics=metrics, tags=[RunTag("cached", str(result.cached).lower())])
         with tempfile.TemporaryDirectory() as folder:
             (Path(folder) / "curve.csv").write_text(result.curve_csv())
+            (Path(folder) / "uncertainty.npz").write_bytes(result.uncertainty_npz())
             for name, image in result.figures.items():
                 save_png(image, Path(folder) / name)
             self.client.log_artifacts(run_id, folder)
@@ -138,13 +147,18 @@ def log_sweep_params(client, run_id: str, config: SweepConfig, evaluator: Evalua
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
 
-def baseline_metrics(baselines: Mapping[str, Mapping[str, float]]) -> list:
-    """baseline_<name>_fid / _kid: the reference rows `bench report` draws beside the trials."""
+def log_baselines(client, run_id: str, evaluator: Evaluator) -> None:
+    """On the parent run: baseline_<name>_<metric> (fid, fid_ci_low, fid_ci_high, fid_infinity, kid,
+    kid_std), the reference rows `bench report` draws beside the trials, and `baselines.npz` with their
+    bootstrap replicates (paired with every trial's on this test set)."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    return [Metric(f"baseline_{name}_{key}", float(value), now, 0)
-            for name, row in baselines.items() for key, value in row.items()]
+    client.log_batch(run_id, metrics=[Metric(f"baseline_{name}_{key}", float(value), now, 0)
+                                      for name, row in evaluator.baselines.items() for key, value in row.items()])
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "baselines.npz").write_bytes(baselines_npz(evaluator.baseline_summaries, evaluator.data_hash))
+        client.log_artifacts(run_id, folder)
 
 
 def count_metrics(outcome: SweepOutcome) -> list:

@@ -19,7 +19,7 @@ from bench._sweep_config import PRUNERS, SAMPLERS, Objective, SweepConfig
 from bench._sweep_runs import RunLogger, TrackingError, run_params, run_tags
 from bench.search_space import SearchSpace
 from bench.storage import StudyHandle, claim_waiting_trial, heartbeat
-from bench.trial import Evaluator, StepScore
+from bench.trial import Evaluator, StepScore, fresh_seeds
 
 
 def worker_label() -> str:
@@ -36,6 +36,7 @@ class Worker:
     evaluator: Evaluator
     runs: RunLogger
     objective: Objective
+    seeds: int = 1  # K: each trial decodes the test set with K seeds
 
     def run_trial(self, trial: optuna.Trial) -> TrialState:
         """Evaluate one trial and record it in Optuna and MLflow; only Ctrl-C and TrackingError escape."""
@@ -45,11 +46,16 @@ class Worker:
             run_id = self.runs.start_trial(trial, study.study_name)
             trial.set_user_attr("mlflow_run_id", run_id)
             settings = self.space.suggest(trial)
-            self.runs.log_settings(run_id, settings)
-            result = self.evaluator.evaluate(settings, on_step=lambda score: self._on_step(trial, run_id, score))
+            seeds = fresh_seeds(settings.seed, self.seeds, self._used_seeds(trial))
+            trial.set_user_attr("seed_list", list(seeds))
+            self.runs.log_settings(run_id, settings, seeds, self.evaluator.data_hash)
+            result = self.evaluator.evaluate(settings, on_step=lambda score: self._on_step(trial, run_id, score),
+                                             seeds=seeds)
             values = self.objective.values(result)
             self.runs.log_result(run_id, result, dict(zip(self.objective.names, values)))
             for key, value in (("best_step", result.best_step), ("final_fid", result.final_fid),
+                               ("best_fid_ci_low", result.best.fid_ci_low),
+                               ("best_fid_ci_high", result.best.fid_ci_high),
                                ("kid", result.kid), ("cached", result.cached)):
                 trial.set_user_attr(key, value)
         except optuna.TrialPruned:
@@ -69,6 +75,13 @@ class Worker:
         study.tell(trial, list(values))
         self.runs.end(run_id, "FINISHED", TrialState.COMPLETE)
         return TrialState.COMPLETE
+
+    def _used_seeds(self, trial: optuna.Trial) -> set[int]:
+        """Seeds of the study's other trials with the same settings (complete, or running elsewhere): a
+        configuration proposed again is a new replicate with fresh seeds."""
+        others = self.handle.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        same = [t for t in others if t.number != trial.number and t.params == trial.params]
+        return {seed for t in same for seed in t.user_attrs.get("seed_list", [t.params.get("seed")])}
 
     def _on_step(self, trial: optuna.Trial, run_id: str, score: StepScore) -> None:
         self.runs.log_step(run_id, score)
@@ -135,4 +148,4 @@ def make_worker(config: SweepConfig, evaluator: Evaluator, storage, client, expe
     handle = StudyHandle(study, storage, storage.get_study_id_from_name(config.study_name))
     runs = RunLogger(client, config.tracking_uri, experiment_id, parent_id, run_tags(config, evaluator),
                      run_params(config, evaluator.test))
-    return Worker(handle, config.space, evaluator, runs, config.objective_spec)
+    return Worker(handle, config.space, evaluator, runs, config.objective_spec, config.seeds)

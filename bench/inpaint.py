@@ -16,11 +16,12 @@ from tqdm import tqdm
 
 from bench.data import IMAGE_SUFFIXES
 from bench.errors import BenchError
-from bench.fid import FIDResult, fid_score
+from bench.fid import FIDResult, fid_with_interval
 from bench.defaults import DEFAULT_CHECKPOINT, DEFAULT_PROTOCOL, DEFAULT_TRACKING_URI
 from bench.session import load_model, open_evaluator
 from bench.tracking import tracking_client
-from bench.trial import SETTING_TYPES, TrialSettings, parse_setting, save_png
+from bench.trial import SETTING_TYPES, TrialSettings, parse_setting
+from bench.trial_results import save_png
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class InpaintOutcome:
     names: list[str]  # files written, the masked inputs' names
     settings: TrialSettings
     sweet_spot: int
-    score: FIDResult | None  # None: the test set has no ground truth
+    score: FIDResult | None  # with its interval (paired with the trials on this test set); None: no ground truth
     recorded_fid: float | None  # the replayed trial's best_fid, to compare
 
 
@@ -93,7 +94,9 @@ def inpaint(options: Mapping[str, str | None], out: Path, *, sweet_spot: int | N
     for name, image in tqdm(list(zip(names, images)), desc=f"writing {out}", unit="img", leave=False,
                             disable=None if progress else True):
         save_png(image, out / name)
-    score = None if test.gt is None else fid_score(evaluator.reference, images, extractor=evaluator.extractor)
+    score = None if test.gt is None else fid_with_interval(evaluator.reference, images, evaluator.data_hash,
+                                                           extractor=evaluator.extractor,
+                                                           reference_gram=evaluator.reference_gram)
     return InpaintOutcome(out, names, settings, step, score, run.best_fid if run else None)
 
 

@@ -32,13 +32,14 @@ from bench.data import TestSet
 from bench.errors import BenchError
 from bench.fid import InceptionFeatures
 from bench.session import LoadedModel, load_model, open_evaluator
-from bench.trial import Evaluator, TrialSettings, timed
+from bench.trial import Evaluator, TrialSettings, cpu_timed, timed
 from maskgit.decoding import DecodeConfig, image_generators, inpaint_tokens, pixel_holes_to_token_unknown
 from maskgit.model import MaskGIT
 
 TARGET_SPEEDUP = 3.0
 TARGET_OVERHEAD = 1.15
 TARGET_PEAK_GB = 4.0
+TARGET_UNCERTAINTY_SHARE = 0.10  # bootstrap, FID-infinity and KID: at most 10% of a trial (issue 16)
 
 
 @dataclass
@@ -52,6 +53,17 @@ class PerfResult:
     fid_reference: list[float] = field(default_factory=list)
     tokens_equal: bool | None = None
     compiled: bool = False  # the harness's transformer and VQGAN decoder ran through torch.compile
+    trial_seconds: dict[str, float] = field(default_factory=dict)  # the harness trial's own phases
+
+    @property
+    def uncertainty_share(self) -> float:
+        """What the interval, FID-infinity and KID add, as a share of the trial (wall seconds)."""
+        return self.trial_seconds["uncertainty"] / self.seconds["harness"]
+
+    @property
+    def uncertainty_cpu_share(self) -> float:
+        """The same in this process's CPU seconds (steadier on a shared core)."""
+        return self.trial_seconds["uncertainty_cpu"] / self.seconds["harness_cpu"]
 
     @property
     def phases(self) -> float:
@@ -160,8 +172,9 @@ def run_perf(evaluator: Evaluator, settings: TrialSettings, *, reference: bool =
     evaluator.prepare()  # cached per (model, data) in a sweep: not part of a trial's cost
     warm_up(evaluator, settings)
     result = PerfResult(len(test), settings.decode.steps, device, compiled=compiled)
-    with timed(result.seconds, "harness"):
+    with timed(result.seconds, "harness"), cpu_timed(result.seconds, "harness_cpu"):
         trial = evaluator.evaluate(settings)
+    result.trial_seconds = trial.seconds
     result.peak_rss_gb = peak_rss_gb()
     result.fid_harness = [trial.curve[s].fid for s in sorted(trial.curve)]
     if phases:
@@ -193,7 +206,11 @@ def perf_lines(result: PerfResult) -> list[str]:
     compiled = ", transformer and VQGAN compiled" if result.compiled else ""
     lines = [f"bench perf: {result.n_images} images, T = {result.steps}, device {result.device}{compiled}",
              f"  harness trial             {s['harness']:9.2f} s   "
-             f"({result.image_steps_per_second:.1f} images*steps/s)"]
+             f"({result.image_steps_per_second:.1f} images*steps/s; {s['harness_cpu']:.2f} s of CPU)",
+             f"    {'interval, FID-inf, KID':<24}{result.trial_seconds['uncertainty']:9.2f} s   "
+             f"({result.uncertainty_share:.1%} of the trial; CPU {result.trial_seconds['uncertainty_cpu']:.2f} s = "
+             f"{result.uncertainty_cpu_share:.1%}; {verdict(result.uncertainty_cpu_share <= TARGET_UNCERTAINTY_SHARE)} "
+             f"<= {TARGET_UNCERTAINTY_SHARE:.0%})"]
     if result.overhead is not None:
         lines += [part("transformer steps alone", s["transformer"]), part("VQGAN decodes alone", s["vqgan_decode"]),
                   part("Inception passes alone", s["inception"]), part("sum of pure phases", result.phases),

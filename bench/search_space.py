@@ -9,7 +9,7 @@ Study file format::
 
     description = "what this study is for"
     [study]                 # run options; command-line options win
-    sampler = "grid"        # name, sampler, objective, pruner, n_trials, timeout, limit
+    sampler = "grid"        # name, sampler, objective, pruner, n_trials, timeout, limit, seeds
     [space]                 # settings; a scalar is fixed, an array is a choice, a table a range
     schedule = ["linear", "cosine"]
     steps = [5, 8, 13]
@@ -295,7 +295,7 @@ def _check_value(name: str, value: Value, source: str) -> None:
 # --- study files ------------------------------------------------------------------------------
 
 STUDY_OPTIONS: dict[str, type] = {"name": str, "sampler": str, "objective": str, "pruner": str,
-                                  "n_trials": int, "timeout": float, "limit": int}
+                                  "n_trials": int, "timeout": float, "limit": int, "seeds": int}
 """Run options a study file may set, and their types."""
 
 

@@ -32,7 +32,7 @@ from bench._sweep_config import (DEFAULT_N_TRIALS, GRID, OBJECTIVES, PRUNERS, SA
 from bench._sweep_outcome import SweepOutcome, outcome_lines, outcome_table, sweep_outcome
 from bench._sweep_processes import run_here, run_processes, sweep_evaluator
 from bench._sweep_recovery import fail_orphaned_trials
-from bench._sweep_runs import TrackingError, baseline_metrics, count_metrics, log_sweep_params, run_tags
+from bench._sweep_runs import TrackingError, count_metrics, log_baselines, log_sweep_params, run_tags
 from bench._sweep_worker import TrialBudget, make_worker
 from bench.storage import (FINISHED, StudyHandle, check_resumable, create_study, enqueue_grid, enqueue_lock,
                            heartbeat_settings, open_storage, redacted, study_provenance)
@@ -72,7 +72,7 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
     parent_id = client.create_run(experiment_id, run_name=f"sweep-{datetime.now():%Y%m%d-%H%M%S}",
                                   tags=parent_tags).info.run_id
     log_sweep_params(client, parent_id, config, evaluator, trials)
-    client.log_batch(parent_id, metrics=baseline_metrics(evaluator.baselines))
+    log_baselines(client, parent_id, evaluator)
     try:
         if trials and config.workers == 1:
             worker = make_worker(config, evaluator, storage, client, experiment_id, parent_id, index=0)

@@ -1,33 +1,33 @@
 """One trial: a decoding configuration evaluated over a whole test set (docs/architecture.md#one-trial).
 
-The test set is decoded once, in batches, keeping every step's tokens; FID (and KID) is then
+The test set is decoded once per seed, in batches, keeping every step's tokens; FID is then
 computed at each step the objective needs, so the sweet spot comes out of the curve instead of
-costing one decode per candidate. Nothing here knows about Optuna or MLflow: callers watch the
-curve through `on_step` (to report or prune) and get a `TrialResult` back.
+costing one decode per candidate. Each FID comes with its bootstrap interval over test images,
+FID-infinity and KID, all from the step's one Inception pass (bench.stats); with several seeds
+the curve is their mean, with an interval over seeds and images. Nothing here knows about Optuna or
+MLflow: callers watch the curve through `on_step` (to report or prune) and get a `TrialResult` back.
 
 What stays the same across trials lives in an `Evaluator`: the model, the test set, the tokens of
 the masked images (computed once per model and data, cached in memory and on disk) and the FID
-reference (cached by bench.fid). Results are cached on disk by settings, model, data, protocol and
-device, so settings already evaluated are never decoded again.
+reference (cached by bench.fid) with its Gram matrix. Results are cached on disk per seed by settings,
+model, data, protocol and device (bench.trial_results), so a seed already evaluated is never decoded
+again.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
+import io
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
@@ -35,8 +35,10 @@ from bench.baselines import BASELINES
 from bench.data import TestSet
 from bench.devices import default_batch_size
 from bench.errors import BenchError
-from bench.fid import FIDReference, InceptionFeatures, fid_score
+from bench.fid import FIDReference, InceptionFeatures
 from bench.files import atomic_write, cache_home
+from bench.stats import FidSummary, ReferenceGram, summarize
+from bench.trial_results import METRICS, SeedResult, StepScore, TrialCache, TrialResult, mean_over_seeds
 from maskgit.decoding import (COMPOSITES as DECODED_COMPOSITES, DecodeConfig, DecodeResult, composite,
                               dilate_tokens, image_generators, inpaint_tokens, pixel_holes_to_token_unknown)
 from maskgit.model import MaskGIT, bf16_autocast
@@ -46,8 +48,7 @@ from maskgit.training import encode_dataset
 AUTO = "auto"  # the sweet spot as a setting: the best step of the FID curve
 COMPOSITES = ("off", *DECODED_COMPOSITES)
 FIGURE_ROWS = 4  # test images shown in the progression and latent-mask figures
-FIGURES = ("progression.png", "latent_mask.png")
-RESULT_FORMAT = 2  # bump when cached results stop meaning the same thing
+BASELINES_FORMAT = 2  # bump when cached baseline scores stop meaning the same thing (2: with replicates)
 
 
 # --- settings -------------------------------------------------------------------------------
@@ -138,72 +139,20 @@ def parse_setting(name: str, text: str) -> object:
         raise ValueError(f"{name}: expected {'an integer' if kind is int else 'a number'}, got '{text}'") from None
 
 
-# --- results --------------------------------------------------------------------------------
+# --- seeds --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StepScore:
-    step: int
-    fid: float
-    kid: float | None
-    kid_std: float | None
-
-
-@dataclass
-class TrialResult:
-    """A trial's curve, timings and figures, with what they were computed from."""
-
-    settings: TrialSettings
-    curve: dict[int, StepScore]  # step s -> scores of the output at s (the steps needed)
-    seconds: dict[str, float]  # decode, pixels, fid, total
-    n_images: int
-    provenance: dict[str, str]  # checkpoint_sha, data_hash, protocol, inception_weights, device
-    progression: Tensor  # uint8 [3, H, W]: masked input, every step, ground truth
-    latent_mask: Tensor  # uint8 [3, H, W]: the token mask before decoding and after each step
-    cached: bool = False
-
-    @property
-    def best_step(self) -> int:
-        """The sweet spot the objective uses: the chosen one, or the step of lowest FID."""
-        if self.settings.sweet_spot is not None:
-            return self.settings.sweet_spot
-        return min(self.curve.values(), key=lambda score: score.fid).step
-
-    @property
-    def best_fid(self) -> float:
-        return self.curve[self.best_step].fid
-
-    @property
-    def final_fid(self) -> float:
-        return self.curve[self.settings.steps].fid
-
-    @property
-    def kid(self) -> float | None:
-        return self.curve[self.best_step].kid
-
-    @property
-    def decode_seconds_per_image(self) -> float:
-        """Decoding time per image up to the sweet spot (the decoder could stop there)."""
-        return self.seconds["decode"] / self.n_images * self.best_step / self.settings.steps
-
-    def curve_csv(self) -> str:
-        scores = [self.curve[step] for step in sorted(self.curve)]
-        lines = ["step,fid,kid,kid_std"] + [f"{s.step},{s.fid!r},{_csv(s.kid)},{_csv(s.kid_std)}" for s in scores]
-        return "\n".join(lines) + "\n"
-
-    @property
-    def figures(self) -> dict[str, Tensor]:
-        """File name -> image, for caches and run artifacts."""
-        return dict(zip(FIGURES, (self.progression, self.latent_mask)))
-
-
-def save_png(image: Tensor, file: Path | BinaryIO) -> None:
-    """uint8 [3, H, W] -> PNG file."""
-    Image.fromarray(image.permute(1, 2, 0).numpy()).save(file, "PNG")
-
-
-def _csv(value: float | None) -> str:
-    return "" if value is None else repr(value)
+def fresh_seeds(base: int, count: int, used: Collection[int] = ()) -> tuple[int, ...]:
+    """`count` seeds from `base` upwards that are not in `used`: a configuration evaluated again
+    becomes a new replicate (seeds of its earlier trials in `used`), never an identical re-run."""
+    if count < 1:
+        raise ValueError(f"a trial needs at least one seed, got {count}")
+    used, seeds, seed = set(used), [], base
+    while len(seeds) < count:
+        if seed not in used:
+            seeds.append(seed)
+        seed += 1
+    return tuple(seeds)
 
 
 StepCallback = Callable[[StepScore], None]
@@ -255,22 +204,37 @@ class Evaluator:
         return FIDReference.load_or_compute(test.gt, self.protocol, extractor=self.extractor)
 
     @cached_property
-    def baselines(self) -> dict[str, dict[str, float]]:
-        """{name: {fid, kid}} of the fills that learn nothing (bench.baselines): the reference rows of
-        sweeps and reports; computed once per (data, protocol) and cached on disk."""
+    def reference_gram(self) -> ReferenceGram:
+        """The ground truth's Gram side of every FID here (bench.stats), made once per Evaluator."""
+        return ReferenceGram.of(self.reference.features)
+
+    def score_images(self, images: Tensor) -> FidSummary:
+        """FID of uint8 images (one per test image, in order) with its interval, FID-infinity and KID,
+        all from one Inception pass; bootstrap key = the test set's content hash."""
+        return summarize(self.reference_gram, self.extractor.features(images).numpy(), self.data_hash)
+
+    @cached_property
+    def baseline_summaries(self) -> dict[str, FidSummary]:
+        """The fills that learn nothing (bench.baselines), scored with their replicates: the reference
+        rows of sweeps and reports; once per (data, protocol, extractor), cached on disk as the parent
+        run's `baselines.npz` artifact (`baselines_npz`)."""
         extractor = hashlib.sha256(self.extractor.cache_key.encode()).hexdigest()[:16]
-        path = cache_home() / "baselines" / f"{self.data_hash}-{self.protocol}-{extractor}.json"
+        path = (cache_home() / "baselines" /
+                f"{self.data_hash}-{self.protocol}-{extractor}-v{BASELINES_FORMAT}.npz")
         try:
-            stored = json.loads(path.read_text())
-        except (OSError, ValueError):
-            stored = {}
-        if set(stored) != set(BASELINES):
+            with np.load(path) as stored:
+                summaries = {name: _stored_summary(stored, name) for name in BASELINES}
+        except (OSError, ValueError, KeyError):
             test = self.test
-            for name, fill in BASELINES.items():
-                result = fid_score(self.reference, fill(test.masked, test.holes), extractor=self.extractor)
-                stored[name] = {"fid": result.fid, "kid": result.kid_mean}
-            atomic_write(path, lambda f: f.write(json.dumps(stored, indent=1).encode()))
-        return stored
+            summaries = {name: self.score_images(fill(test.masked, test.holes)) for name, fill in BASELINES.items()}
+            atomic_write(path, lambda f: f.write(baselines_npz(summaries, self.data_hash)))
+        return summaries
+
+    @property
+    def baselines(self) -> dict[str, dict[str, float]]:
+        """{name: {fid, fid_ci_low, fid_ci_high, fid_infinity, kid, kid_std}} of the reference fills."""
+        return {name: {metric: value for metric, value in summary.metrics().items() if math.isfinite(value)}
+                for name, summary in self.baseline_summaries.items()}
 
     def provenance(self) -> dict[str, str]:
         return {"checkpoint_sha": self.checkpoint_sha, "data_hash": self.data_hash, "protocol": self.protocol,
@@ -311,41 +275,57 @@ class Evaluator:
         masked, holes = self.test.masked[index], self.test.holes[index]
         return composite(decoded, masked, holes, settings.composite, settings.feather)
 
-    def evaluate(self, settings: TrialSettings, on_step: StepCallback | None = None) -> TrialResult:
-        """The trial's result; from the cache when these settings were evaluated on this model and data.
+    def evaluate(self, settings: TrialSettings, on_step: StepCallback | None = None,
+                 seeds: Sequence[int] | None = None) -> TrialResult:
+        """The trial's result over `seeds` (default: the settings' own seed), each seed from the cache
+        when it was evaluated on this model and data before.
 
-        `on_step` sees each step's scores as they come (cached ones too), in step order; an
+        `on_step` sees each step's seed-mean scores as they come (cached ones too), in step order; an
         exception it raises (e.g. Optuna's TrialPruned) stops the trial, and nothing is cached.
         """
         needed = settings.steps_needed()
-        result = self.cache.load(settings, self.provenance(), needed) if self.cache else None
-        if result is not None:
-            for step in needed if on_step else ():
-                on_step(result.curve[step])
-            return result
-        result = self._compute(settings, needed, on_step)
-        if self.cache:
-            self.cache.store(result)
-        return result
-
-    def _compute(self, settings: TrialSettings, needed: list[int], on_step: StepCallback | None) -> TrialResult:
-        seconds = dict.fromkeys(("decode", "pixels", "fid"), 0.0)
-        started = time.perf_counter()
-        with timed(seconds, "decode"):
-            decoded = self.decode(settings)
-        curve, shown = {}, {}  # shown: each scored step's first images, which the figures reuse
+        runs = [dataclasses.replace(settings, seed=seed) for seed in (seeds or (settings.seed,))]
+        if len({run.seed for run in runs}) < len(runs):
+            raise ValueError(f"seeds must differ, got {[run.seed for run in runs]}")
+        results = {run.seed: self.cache.load(run, self.provenance(), needed) if self.cache else None for run in runs}
+        pending = [self._decode_seed(run) for run in runs if results[run.seed] is None]
+        results.update({seed.result.seed: seed.result for seed in pending})
+        seed_results = [results[run.seed] for run in runs]
         for step in needed:
-            with timed(seconds, "pixels"):
-                images = self.images(decoded.filled[step - 1], settings)
-            shown[step] = images[:FIGURE_ROWS]
-            with timed(seconds, "fid"):
-                result = fid_score(self.reference, images, extractor=self.extractor)
-            curve[step] = StepScore(step, result.fid, result.kid_mean, result.kid_std)
+            for seed in pending:
+                self._score_step(seed, step)
             if on_step:
-                on_step(curve[step])
-        progression, latent_mask = self._figures(decoded, settings, shown)
-        seconds["total"] = time.perf_counter() - started
-        return TrialResult(settings, curve, seconds, len(self.test), self.provenance(), progression, latent_mask)
+                on_step(mean_over_seeds(seed_results, [step], self.data_hash)[0][step])
+        for seed in pending:
+            with timed(seed.result.seconds, "total"):
+                seed.result.progression, seed.result.latent_mask = self._figures(seed.decoded, seed.result.settings,
+                                                                                 seed.shown)
+            if self.cache:
+                self.cache.store(seed.result)
+        curve, replicates = mean_over_seeds(seed_results, needed, self.data_hash)
+        return TrialResult(settings, curve, replicates, seed_results, self.data_hash)
+
+    def _decode_seed(self, settings: TrialSettings) -> _SeedInProgress:
+        seconds = dict.fromkeys(("decode", "pixels", "fid", "uncertainty", "uncertainty_cpu", "total"), 0.0)
+        with timed(seconds, "total"), timed(seconds, "decode"):
+            decoded = self.decode(settings)
+        result = SeedResult(settings, {}, {}, seconds, len(self.test), self.provenance(), None, None)
+        return _SeedInProgress(result, decoded, {})
+
+    def _score_step(self, seed: _SeedInProgress, step: int) -> None:
+        """One seed's scores at one step, into its result; wall seconds of the phases: pixels, fid (the
+        Inception pass), uncertainty (FID, its interval, FID-infinity and KID from the features; also
+        as this process's CPU seconds, which a busy shared core does not inflate)."""
+        result, seconds = seed.result, seed.result.seconds
+        with timed(seconds, "total"):
+            with timed(seconds, "pixels"):
+                images = self.images(seed.decoded.filled[step - 1], result.settings)
+            seed.shown[step] = images[:FIGURE_ROWS]
+            with timed(seconds, "fid"):
+                features = self.extractor.features(images).numpy()
+            with timed(seconds, "uncertainty"), cpu_timed(seconds, "uncertainty_cpu"):
+                summary = summarize(self.reference_gram, features, self.data_hash)
+        result.curve[step], result.replicates[step] = StepScore.of(step, summary), summary.replicates
 
     def _figures(self, decoded: DecodeResult, settings: TrialSettings,
                  shown: dict[int, Tensor]) -> tuple[Tensor, Tensor]:
@@ -366,6 +346,16 @@ class Evaluator:
         masks = [unknown, *decoded.still_masked[:, rows]]
         latent = torch.stack([latent_mask_image(unknown, masked) for masked in masks], dim=1)
         return image_grid(list(progression)), image_grid(list(latent))
+
+
+@dataclass
+class _SeedInProgress:
+    """A seed being scored: its result so far, its decoded steps, and the first images of the scored
+    steps (the figures reuse them)."""
+
+    result: SeedResult
+    decoded: DecodeResult
+    shown: dict[int, Tensor]
 
 
 LATENT_COLOURS = torch.tensor([[40, 40, 40], [150, 150, 150], [255, 255, 255]], dtype=torch.uint8)
@@ -390,6 +380,31 @@ def timed(seconds: dict[str, float], phase: str):
     seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - start
 
 
+def baselines_npz(summaries: Mapping[str, FidSummary], key: str) -> bytes:
+    """Scores of reference fills as one npz (docs/architecture.md#fid): <name>_<metric> f64 scalars,
+    <name>_replicates f64 [B], and the bootstrap key."""
+    values = {f"{name}_{metric}": np.float64(value) for name, summary in summaries.items()
+              for metric, value in summary.metrics().items()}
+    buffer = io.BytesIO()
+    np.savez(buffer, key=np.array(key), **values,
+             **{f"{name}_replicates": summary.replicates for name, summary in summaries.items()})
+    return buffer.getvalue()
+
+
+def _stored_summary(stored: Mapping[str, np.ndarray], name: str) -> FidSummary:
+    value = {metric: float(stored[f"{name}_{metric}"]) for metric in METRICS}
+    return FidSummary(value["fid"], value["fid_ci_low"], value["fid_ci_high"], stored[f"{name}_replicates"],
+                      value["fid_infinity"], value["kid"], value["kid_std"])
+
+
+@contextmanager
+def cpu_timed(seconds: dict[str, float], phase: str):
+    """Add the CPU seconds of this process (all its threads) during the block to seconds[phase]."""
+    start = time.process_time()
+    yield
+    seconds[phase] = seconds.get(phase, 0.0) + time.process_time() - start
+
+
 # --- caches ---------------------------------------------------------------------------------
 
 _TOKENS: dict[str, Tensor] = {}
@@ -411,51 +426,3 @@ def masked_image_tokens(model: MaskGIT, checkpoint_sha: str, test: TestSet, devi
         atomic_write(path, lambda f: torch.save(tokens, f))
     _TOKENS[key] = tokens
     return tokens
-
-
-class TrialCache:
-    """Finished trials on disk, one folder per (settings but the sweet spot, provenance).
-
-    The sweet spot only decides which steps get an FID, so results of the same decode share a
-    folder and their curves merge: an auto trial (every step) answers any chosen sweet spot.
-    """
-
-    def __init__(self, root: Path):
-        self.root = root
-
-    def folder(self, settings: TrialSettings, provenance: Mapping[str, str]) -> Path:
-        params = dict(settings.params(), sweet_spot=None)
-        key = json.dumps({"format": RESULT_FORMAT, "settings": params, **provenance}, sort_keys=True)
-        return self.root / hashlib.sha256(key.encode()).hexdigest()[:24]
-
-    def load(self, settings: TrialSettings, provenance: Mapping[str, str], needed: list[int]) -> TrialResult | None:
-        folder = self.folder(settings, provenance)
-        stored = self._read(folder)
-        if stored is None or not set(needed) <= set(stored["curve"]):
-            return None
-        curve = {step: stored["curve"][step] for step in needed}
-        figures = [torch.from_numpy(np.array(Image.open(folder / name))).permute(2, 0, 1).contiguous()
-                   for name in FIGURES]
-        return TrialResult(settings, curve, stored["seconds"], stored["n_images"], dict(provenance), *figures,
-                           cached=True)
-
-    def store(self, result: TrialResult) -> None:
-        folder = self.folder(result.settings, result.provenance)
-        stored = self._read(folder)
-        curve = {**(stored["curve"] if stored else {}), **result.curve}
-        record = {"settings": result.settings.params(), "provenance": result.provenance, "n_images": result.n_images,
-                  "seconds": result.seconds, "curve": [dataclasses.asdict(score) for score in curve.values()]}
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, image in result.figures.items():
-            atomic_write(folder / name, lambda file, image=image: save_png(image, file))
-        atomic_write(folder / "result.json", lambda f: f.write(json.dumps(record, indent=1).encode()))
-
-    @staticmethod
-    def _read(folder: Path) -> dict | None:
-        """The stored record, its curve as {step: StepScore}; None if absent or unreadable."""
-        try:
-            record = json.loads((folder / "result.json").read_text())
-            record["curve"] = {score["step"]: StepScore(**score) for score in record["curve"]}
-            return record
-        except (OSError, ValueError, KeyError, TypeError):
-            return None

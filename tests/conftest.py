@@ -94,20 +94,25 @@ def tiny_test_set(tmp_path_factory) -> Path:
     return write_test_folder(tmp_path_factory.mktemp("data") / "test", gt, holes)
 
 
-def _mean_pixel_fid(reference, images, **kwargs) -> fid.FIDResult:
-    value = images.double().mean().item()
-    return fid.FIDResult(value, value / 1000, 0.0, reference.protocol, reference.weights_sha, len(images), reference.n)
+class PixelFeatures(fid.InceptionFeatures):
+    """A stand-in for the Inception network with its weights' identity: 192 features per image, the
+    means of its 8x8 pixel blocks in [0, 1]. Cheap and deterministic; every statistic computed from
+    them (FID, interval, KID) is the real one."""
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        blocks = torch.nn.functional.avg_pool2d(fid.check_images(images, "images").double() / 255, 8)
+        return blocks.flatten(1)
 
 
 @pytest.fixture(scope="session")
-def stand_in_fid():
-    """A cheap deterministic stand-in for bench.fid.fid_score: the images' mean pixel value."""
-    return _mean_pixel_fid
+def stand_in_features():
+    """The class to patch over bench.trial.InceptionFeatures: pixel blocks instead of the network."""
+    return PixelFeatures
 
 
 @pytest.fixture(scope="session")
 def instant_fid_context(tmp_path_factory, inception_weights):
-    """`with instant_fid_context(): ...` scores trials with the stand-in FID, for tests of what happens
+    """`with instant_fid_context(): ...` scores trials on stand-in features, for tests of what happens
     around the FID. Its results live in a cache home of their own (shared by the tests that use it),
     never mixed with real ones. Worker processes are not patched: they find these results in the
     (inherited) cache home. The `instant_fid` fixture does this for one test."""
@@ -120,7 +125,7 @@ def instant_fid_context(tmp_path_factory, inception_weights):
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("MASKGIT_BENCH_HOME", str(home))
             patch.setenv(fid.WEIGHTS_ENV, str(inception_weights))
-            patch.setattr(trial, "fid_score", _mean_pixel_fid)
+            patch.setattr(trial, "InceptionFeatures", PixelFeatures)
             yield home
 
     return patched

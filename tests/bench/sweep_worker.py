@@ -21,10 +21,10 @@ from bench import _sweep_worker, trial
 def hold_trials_until(path: Path) -> None:
     evaluate = trial.Evaluator.evaluate
 
-    def held(self, settings, on_step=None):
+    def held(self, settings, on_step=None, seeds=None):
         while not path.exists():
             time.sleep(0.1)
-        return evaluate(self, settings, on_step)
+        return evaluate(self, settings, on_step, seeds)
 
     trial.Evaluator.evaluate = held
 

@@ -29,10 +29,13 @@ from bench.fid import (
     fid_helper_torchscript,
     fid_score,
     frechet_distance,
+    load_fid_inputs,
+    pair_key,
     resolve_inception_weights,
     torchscript_feature_error,
     weights_sha,
 )
+from bench.stats import ReferenceGram, summarize
 from bench.toyfaces import generate_toyfaces
 from cli import app
 
@@ -185,9 +188,12 @@ def test_tf_fid_and_kid_equal_torch_fidelity_on_png_folders(tmp_path, gt_faces, 
         verbose=False,
     )
     assert ours.fid == pytest.approx(theirs["frechet_inception_distance"], rel=1e-4)
-    assert ours.kid_mean == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-4)
+    # fid_score keeps torch-fidelity's KID; `bench fid` reports bench.stats' (half-size subsets, a real spread,
+    # checked in test_cli_fid_prints_fid_kid_protocol_count_and_weights)
+    kept = fid_score(FIDReference.load_or_compute(gt_faces), 255 - other_faces)
+    assert kept.kid_mean == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-4)
     # one subset covers both sets: every subset is a permutation, equal up to float32 summation
-    assert ours.kid_std == 0 and theirs["kernel_inception_distance_std"] < 1e-6
+    assert kept.kid_std == 0 and theirs["kernel_inception_distance_std"] < 1e-6
 
 
 def test_lab_fid_differs_from_tf_by_a_little(gt_faces, other_faces):
@@ -266,6 +272,13 @@ def test_cli_fid_prints_fid_kid_protocol_count_and_weights(tmp_path, gt_faces, o
     for expected in ("FID ", "KID ", "protocol tf", "N pred 6", "N ref 6", sha):
         assert expected in from_folder.stdout
     assert from_csv.stdout == from_folder.stdout
+    # the interval and KID's spread are bench.stats' on the two sets' features, keyed by the pair
+    images, truth = load_fid_inputs(pred, gt)
+    extractor = InceptionFeatures("tf", device="cpu")
+    expected = summarize(ReferenceGram.of(extractor.features(truth).numpy()), extractor.features(images).numpy(),
+                         pair_key(images, truth))
+    assert f"FID {expected.fid:.4f} [{expected.lo:.2f}, {expected.hi:.2f}]" in from_folder.stdout
+    assert f"KID {expected.kid:.6f} ± {expected.kid_std:.6f}" in from_folder.stdout and expected.kid_std > 0
 
 
 def _bad_inputs(tmp_path: Path, case: str) -> tuple[list[str], str]:

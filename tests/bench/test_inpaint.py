@@ -55,7 +55,8 @@ def test_a_replayed_trial_reproduces_its_fid(bench_home, tmp_path, tracking_uri,
     assert replay.names == NAMES and sorted(p.name for p in (tmp_path / "out").iterdir()) == NAMES
     assert replay.settings.params() == {**trial.params, "sweet_spot": trial.user_attrs["best_step"]}
     assert replay.score.fid == pytest.approx(recorded["best_fid"], rel=1e-9)
-    assert replay.score.kid_mean == pytest.approx(recorded["kid"], rel=1e-9)
+    assert replay.score.kid_mean == pytest.approx(recorded["best_kid"], rel=1e-9)
+    assert replay.score.uncertainty.lo == pytest.approx(recorded["best_fid_ci_low"], rel=1e-9)
     assert replay.recorded_fid == recorded["best_fid"]
 
 

@@ -27,7 +27,7 @@ def test_reference_and_harness_agree_exactly_and_every_phase_is_timed(tiny_check
     assert len(result.fid_reference) == len(result.fid_harness) == 3
     # same tokens -> same pixels -> same features; the two FID arithmetics agree to float rounding
     assert result.fid_reference == pytest.approx(result.fid_harness, rel=1e-6, abs=0)
-    assert set(result.seconds) == {"harness", "reference", "reference_decoding", "reference_inception",
+    assert set(result.seconds) == {"harness", "harness_cpu", "reference", "reference_decoding", "reference_inception",
                                    "reference_fid", "transformer", "vqgan_decode", "inception"}
     parts = sum(result.seconds[f"reference_{part}"] for part in ("decoding", "inception", "fid"))
     assert parts == pytest.approx(result.seconds["reference"], rel=0.1)
@@ -37,6 +37,9 @@ def test_reference_and_harness_agree_exactly_and_every_phase_is_timed(tiny_check
     text = "\n".join(perf_lines(result))
     assert f"largest FID difference {result.max_fid_difference:.2e} (relative; meets target" in text
     assert "same tokens: yes" in text
+    uncertainty = result.trial_seconds["uncertainty"]  # the interval, FID-infinity and KID of the 3 steps
+    assert 0 < uncertainty < result.trial_seconds["total"] <= result.seconds["harness"]
+    assert f"{uncertainty:9.2f} s   ({uncertainty / result.seconds['harness']:.1%} of the trial" in text
     assert f"{result.speedup:9.2f} x" in text and f"{result.overhead:9.3f} x" in text
 
 

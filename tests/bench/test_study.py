@@ -19,6 +19,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from bench import trial as trial_module
+from bench._sweep_outcome import _interval as shown
 from bench.search_space import SearchSpace
 from bench.study import (OBJECTIVES, SweepOutcome, build_sweep_config, open_storage, outcome_lines, outcome_table,
                          run_sweep)
@@ -95,7 +96,7 @@ def test_a_study_lands_in_optuna_and_mlflow(sweep, tmp_path, tracking_uri):
         for key in ("final_fid", "kid", "seconds_decode", "seconds_pixels", "seconds_fid", "seconds_total"):
             assert key in metrics
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert artifacts == {"curve.csv", "progression.png", "latent_mask.png"}
+        assert artifacts == {"curve.csv", "progression.png", "latent_mask.png", "uncertainty.npz"}
     assert "study study" in outcome_table(outcome).title
 
 
@@ -103,6 +104,14 @@ def table_rows(table) -> list[dict[str, str]]:
     """The rows of a rich table as {header: cell}."""
     headers = [column.header for column in table.columns]
     return [dict(zip(headers, cells)) for cells in zip(*(column.cells for column in table.columns))]
+
+
+@pytest.mark.parametrize("fid, low, high, cell", [(27.3012, 26.1, 28.44, "27.3 [26.1, 28.4]"),
+                                                  (159.6, 107.0, 220.1, "160 [107, 220]"),
+                                                  (0.2304, 0.1312, 0.3301, "0.23 [0.13, 0.33]")])
+def test_a_fid_and_its_interval_read_to_two_digits_of_its_width(fid, low, high, cell):
+    assert shown(fid, low, high) == cell
+    assert shown(fid, None, None) == f"{fid:.3f}"  # no interval recorded (a study from before them)
 
 
 def test_the_table_shows_the_reference_fills_and_names_the_paste(sweep, tmp_path, tracking_uri):
@@ -115,8 +124,14 @@ def test_the_table_shows_the_reference_fills_and_names_the_paste(sweep, tmp_path
     rows = table_rows(outcome_table(outcome))
     assert [row["trial"] for row in rows[:2]] == [str(t.number) for t in outcome.best]
     labels = {"grey": "grey holes", "harmonic": "harmonic fill"}
-    assert rows[2:] == [{**dict.fromkeys(rows[0], ""), "trial": labels[name], "FID": f"{fid[name]:.3f}",
-                         "KID": f"{metrics[f'baseline_{name}_kid']:.4f}"} for name in sorted(fid, key=fid.get)]
+    interval = {name: (fid[name], metrics[f"baseline_{name}_fid_ci_low"], metrics[f"baseline_{name}_fid_ci_high"])
+                for name in fid}
+    assert rows[2:] == [{**dict.fromkeys(rows[0], ""), "trial": labels[name],
+                         "FID\n95% interval": shown(*interval[name]), "KID": f"{metrics[f'baseline_{name}_kid']:.4f}"}
+                        for name in sorted(fid, key=fid.get)]
+    first = outcome.best[0]
+    assert rows[0]["FID\n95% interval"] == shown(first.values[0], first.user_attrs["best_fid_ci_low"],
+                                                 first.user_attrs["best_fid_ci_high"])
     best = outcome.best[0]
     assert outcome_lines(outcome)[:2] == [
         "FID and KID on 6 test images (lower is better); paste (--composite): seamless",
@@ -165,10 +180,10 @@ def test_samplers_other_than_grid_aim_at_n_trials(sweep, tmp_path):
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(sweep, tmp_path, tracking_uri, monkeypatch):
     evaluate = trial_module.Evaluator.evaluate
 
-    def fails_for_linear(self, settings, on_step=None):
+    def fails_for_linear(self, settings, on_step=None, seeds=None):
         if settings.decode.schedule == "linear":
             raise RuntimeError("linear exploded")
-        return evaluate(self, settings, on_step)
+        return evaluate(self, settings, on_step, seeds)
 
     monkeypatch.setattr(trial_module.Evaluator, "evaluate", fails_for_linear)
     outcome = sweep(settings={"schedule": ["linear", "cosine"], "steps": "2"})
@@ -185,10 +200,10 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(sweep, tmp_path, trac
 def test_ctrl_c_fails_the_running_trial_keeps_the_rest_and_resumes(sweep, tmp_path, tracking_uri, monkeypatch):
     evaluate = trial_module.Evaluator.evaluate
 
-    def interrupted_on_linear(self, settings, on_step=None):
+    def interrupted_on_linear(self, settings, on_step=None, seeds=None):
         if settings.decode.schedule == "linear":
             raise KeyboardInterrupt
-        return evaluate(self, settings, on_step)
+        return evaluate(self, settings, on_step, seeds)
 
     monkeypatch.setattr(trial_module.Evaluator, "evaluate", interrupted_on_linear)
     with pytest.raises(KeyboardInterrupt):
@@ -263,10 +278,10 @@ def test_the_median_pruner_stops_a_trial_worse_than_the_median_at_a_step(sweep, 
     curves = iter([(10.0, 9.0), (20.0, 19.0), (30.0, 29.0), (12.0, 11.0)])
     evaluate = trial_module.Evaluator.evaluate
 
-    def scripted(self, settings, on_step=None):
+    def scripted(self, settings, on_step=None, seeds=None):
         curve = next(curves)
         return evaluate(self, settings, on_step=lambda score: on_step(
-            dataclasses.replace(score, fid=curve[score.step - 1])))
+            dataclasses.replace(score, fid=curve[score.step - 1])), seeds=seeds)
 
     monkeypatch.setattr(trial_module.Evaluator, "evaluate", scripted)
     outcome = sweep({"schedule": ["cosine", "linear", "square", "log"], "steps": "2"}, pruner="median")

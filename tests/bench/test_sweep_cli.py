@@ -75,6 +75,7 @@ def write(folder: Path, name: str, text: str) -> Path:
 
 
 STUDY_FILES = {
+    "no-seeds.toml": ("[study]\nseeds = 0\n", "--seeds must be at least 1 (got 0)"),
     "unknown-key.toml": ("[space]\nflavour = 'vanilla'\n", "unknown key space.flavour"),
     "bad-type.toml": ("[space]\nsteps = 'eight'\n", "space.steps: expected int"),
     "bad-study-key.toml": ("[study]\nsamplr = 'tpe'\n", "unknown key study.samplr"),
@@ -94,6 +95,8 @@ INVALID = [
     (["--sampler", "grid", "--choice-temperature", "1..2"], "continuous range"),
     (["--limit", "1"], "--limit must be at least 2"),
     (["--workers", "0"], "--workers must be at least 1"),
+    (["--seeds", "0"], "--seeds must be at least 1 (got 0)"),
+    (["--seeds", "-2"], "--seeds must be at least 1 (got -2)"),
     (["--data", "/no/such/folder"], "/no/such/folder: missing folder"),
     (["--checkpoint", "/no/such/checkpoint"], "--checkpoint /no/such/checkpoint: no such checkpoint"),
     (["--storage", "/no/such/dir/studies.journal"], "--storage /no/such/dir/studies.journal: folder"),

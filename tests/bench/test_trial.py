@@ -115,11 +115,11 @@ def test_a_trial_computes_the_curve_once_and_answers_again_from_the_cache(cold_h
     best = min(result.curve.values(), key=lambda score: score.fid)
     assert result.best_step == best.step and result.best_fid == best.fid
     assert result.final_fid == result.curve[2].fid and result.kid == best.kid is not None
-    assert set(result.seconds) == {"decode", "pixels", "fid", "total"}
+    assert set(result.seconds) == {"decode", "pixels", "fid", "uncertainty", "uncertainty_cpu", "total"}
     rows, columns = 4, 1 + 2 + 1  # masked input, each step, ground truth
     assert result.progression.shape == (3, 2 + rows * 66, 2 + columns * 66)
     assert result.latent_mask.shape == (3, 2 + rows * 66, 2 + 3 * 66)  # before decoding, after each step
-    assert result.curve_csv().splitlines()[0] == "step,fid,kid,kid_std"
+    assert result.curve_csv().splitlines()[0] == "step,fid,fid_ci_low,fid_ci_high,fid_infinity,kid,kid_std"
 
     again = []
     cached = make_evaluator(tiny_checkpoint, tiny_test_set, batch_size=6).evaluate(CURVE_SETTINGS, on_step=again.append)
@@ -142,10 +142,11 @@ def test_figures_are_the_same_whichever_steps_were_scored(bench_home, tiny_check
     assert torch.equal(one_step.latent_mask, every_step.latent_mask)
 
 
-def test_an_interrupted_trial_caches_nothing(cold_home, tiny_checkpoint, tiny_test_set, stand_in_fid, monkeypatch):
+def test_an_interrupted_trial_caches_nothing(cold_home, tiny_checkpoint, tiny_test_set, stand_in_features,
+                                            monkeypatch):
     from bench import trial
 
-    monkeypatch.setattr(trial, "fid_score", stand_in_fid)  # its value does not matter here
+    monkeypatch.setattr(trial, "InceptionFeatures", stand_in_features)  # its value does not matter here
     evaluator = make_evaluator(tiny_checkpoint, tiny_test_set)
 
     def stop(score):
