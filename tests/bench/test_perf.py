@@ -61,7 +61,7 @@ def test_cli_perf_compiled_harness_only_prints_its_time_and_peak_memory(tiny_tes
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--preset", "huge"], "error: --preset huge: unknown, expected one of lab, small, tiny"),
+    (["--preset", "huge"], "error: --preset huge: unknown, expected one of lab, small, medium, toy, tiny"),
     (["--steps", "0"], "error: --steps must be >= 1 and --limit >= 2 (got 0, 64)"),
     (["--batch-size", "0"], "error: --batch-size must be at least 1 (got 0)"),
     (["--schedule", "nope", "--preset", "tiny"], "error: --schedule nope: "),
