@@ -103,3 +103,21 @@ def test_confirm_zero_is_refused(swept):
     folder, options, _ = swept
     result = CliRunner().invoke(app, ["sweep", *SPACE, *options, "--confirm", "0"])
     assert result.exit_code == 2 and result.output.strip() == "error: --confirm must be at least 1 (got 0)"
+
+
+def test_compare_pairs_a_recorded_trial_with_its_confirmation(swept):
+    from bench.stats import paired_difference
+
+    folder, _, _ = swept
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("grid").experiment_id
+    confirmation = client.search_runs([experiment], filter_string="tags.confirms != ''")[0]
+    number = confirmation.data.tags["confirms"]
+    result = CliRunner().invoke(app, ["compare", f"grid:{number}", confirmation.info.run_id, "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    trial_run = client.search_runs([experiment], filter_string=f"tags.optuna_trial_number = '{number}'")[0]
+    a, b = read_uncertainty(client, trial_run.info.run_id), read_uncertainty(client, confirmation.info.run_id)
+    step = int(confirmation.data.metrics["best_step"])  # the confirmation's fixed sweet spot: the trial's best step
+    expected = paired_difference(*a.at(step), *b.at(step))
+    assert f"A - B: {expected.verdict(f'grid:{number}', confirmation.info.run_id)}\n" in result.output
