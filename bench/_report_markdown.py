@@ -113,8 +113,8 @@ def summary_lines(data: ReportData) -> list[str]:
         tied = [str(trial) for trial, d in zip(top["trial"].iloc[1:], differences)
                 if d is not None and not d.detectable]
         lines.append(f"- Statistically indistinguishable from the best trial ({best['trial']}; paired 95% interval "
-                     f"of the difference includes 0): {', '.join(tied) if tied else 'none'} of the next "
-                     f"{len(differences)}.")
+                     f"of the difference includes 0): {'trial' + 's' * (len(tied) > 1) + ' ' + ', '.join(tied) if tied else 'none'} of the "
+                     f"next {len(differences)}.")
     if "harmonic" in data.baselines:
         harmonic = data.baselines["harmonic"]
         verdict = "beats" if best["best_fid"] < harmonic else "does **not** beat"

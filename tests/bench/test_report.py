@@ -228,7 +228,7 @@ def test_the_table_marks_trials_indistinguishable_from_the_best(paired_store, tm
         assert expected.detectable == (number == 2)
     markdown = (make_report(uri, ["paired"], out=tmp_path / "r", log=False).out / "report.md").read_text()
     assert "Statistically indistinguishable from the best trial (0; paired 95% interval of the difference " \
-           "includes 0): 1 of the next 2." in markdown
+           "includes 0): trial 1 of the next 2." in markdown
     assert "**Best setting** (not confirmed: `bench sweep --confirm K`" in markdown
     assert "it beats the last step detectably (paired 95% interval below 0) in 2 of those 2" in markdown
 
