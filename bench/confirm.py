@@ -61,7 +61,8 @@ def best_trials(storage, study_name: str, top: int) -> list[FrozenTrial]:
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
-        raise BenchError(f"--confirm {top}: no study {study_name!r} in this --storage (run bench sweep first)") from None
+        raise BenchError(f"--confirm {top}: no study {study_name!r} in this --storage "
+                         "(run bench sweep first)") from None
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise BenchError(f"--confirm {top}: study {study_name} has no complete trial to confirm")
