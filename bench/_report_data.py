@@ -40,6 +40,13 @@ class ReportData:
     confirmations: pd.DataFrame | None = None  # confirmation runs: run_id, confirms, settings, best_* (None: none)
     _uncertainties: dict = field(default_factory=dict)
 
+    def reference_draws(self) -> dict[str, tuple[float, np.ndarray, str]]:
+        """{name: (FID, replicates [B], bootstrap key)} of the reference fills, from the newest sweep's
+        `baselines.npz` ({} when no parent run has one); read once."""
+        if "references" not in self._uncertainties:
+            self._uncertainties["references"] = _reference_draws(self.client, list(self.parent_runs.values()))
+        return self._uncertainties["references"]
+
     def uncertainty(self, run_id: str):
         """The run's uncertainty.npz (bench.compare.Uncertainty), None when it has none; read once."""
         from bench.compare import read_uncertainty
@@ -198,6 +205,23 @@ def _baseline_intervals(parents: list) -> dict[str, dict[str, float]]:
             if match:
                 found.setdefault(match.group(1), {})[match.group(2)] = value
     return found
+
+
+BASELINES_FILE = "baselines.npz"
+
+
+def _reference_draws(client, parent_ids: list[str]) -> dict[str, tuple[float, np.ndarray, str]]:
+    import tempfile
+
+    for run_id in parent_ids:
+        if BASELINES_FILE not in {artifact.path for artifact in client.list_artifacts(run_id)}:
+            continue
+        with tempfile.TemporaryDirectory() as folder, np.load(client.download_artifacts(run_id, BASELINES_FILE,
+                                                                                        folder)) as stored:
+            names = [key.removesuffix("_replicates") for key in stored.files if key.endswith("_replicates")]
+            return {name: (float(stored[f"{name}_fid"]), stored[f"{name}_replicates"], str(stored["key"]))
+                    for name in names}
+    return {}
 
 
 def _newest_parents(parents: list, experiment_ids: dict[str, str]) -> dict[str, str]:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench._report_data import SETTING_COLUMNS, ReportData, describe_trial
 from bench._report_figures import Section
-from bench._report_verdicts import confirmed_winner, versus_best
+from bench._report_verdicts import confirmed_winner, versus_best, versus_reference
 from bench.compare import step_vs_last
 from bench.stats import Difference
 from bench.baselines import reference_label
@@ -117,8 +117,14 @@ def summary_lines(data: ReportData) -> list[str]:
                      f"next {len(differences)}.")
     if "harmonic" in data.baselines:
         harmonic = data.baselines["harmonic"]
-        verdict = "beats" if best["best_fid"] < harmonic else "does **not** beat"
-        lines.append(f"- The best trial {verdict} the harmonic fill, which learns nothing (FID {harmonic:.2f}).")
+        paired = versus_reference(data, best, "harmonic")
+        if paired is None:
+            verdict = "beats" if best["best_fid"] < harmonic else "does **not** beat"
+            lines.append(f"- The best trial {verdict} the harmonic fill, which learns nothing (FID {harmonic:.2f}).")
+        else:
+            trial = f"the best trial ({best['trial']})"
+            lines.append(f"- Against the harmonic fill, which learns nothing (FID {number_text(harmonic)}): "
+                         f"{paired.verdict(trial, 'the harmonic fill')}.")
     by_schedule = data.trials.groupby("schedule")["best_fid"].min().sort_values()
     if len(by_schedule) > 1:
         lines.append("- Schedules at their best: " + ", ".join(f"{name} {value:.2f}" for name, value in by_schedule.items())

@@ -30,6 +30,14 @@ def paired(data: ReportData, a: pd.Series, b: pd.Series) -> Difference | None:
     return paired_difference(*mine, *theirs)
 
 
+def versus_reference(data: ReportData, row: pd.Series, name: str) -> Difference | None:
+    """FID(run at its best step) - FID(reference fill `name`), paired; None without the data to pair."""
+    mine, reference = _at_best(data, row), data.reference_draws().get(name)
+    if mine is None or reference is None or reference[2] != data.uncertainty(row["run_id"]).key:
+        return None
+    return paired_difference(*mine, *reference[:2])
+
+
 def versus_best(data: ReportData, trials: pd.DataFrame) -> list[Difference | None]:
     """For each row of `trials`: its best FID minus that of the first row (the best trial)."""
     return [paired(data, row, trials.iloc[0]) for _, row in trials.iterrows()]

@@ -149,11 +149,11 @@ def test_cli_writes_the_report_of_the_newest_study_by_default(recorded, tmp_path
 
 
 @pytest.fixture
-def paired_store(tracking_uri):
+def paired_store(tracking_uri, tmp_path):
     """Study `paired`: trial 0 (best), trial 1 (the same curve up to noise: indistinguishable), trial 2
     (clearly worse), 2 seeds each over 48 shared images; the parent run's references (grey holes far
     above every curve); confirmation runs of trials 0 and 1 when asked."""
-    from recorded_trials import log_trial, per_image_scores
+    from recorded_trials import log_trial, per_image_scores, uncertainty_arrays
 
     client = MlflowClient(tracking_uri)
     experiment = client.create_experiment("paired")
@@ -169,6 +169,11 @@ def paired_store(tracking_uri):
     scores = {n: per_image_scores(rng, curve, 48, seeds=2, images=images) for n, (curve, _) in curves.items()}
     runs = {n: log_trial(client, experiment, parent, "paired", n, scores[n], settings={"schedule": curves[n][1]})
             for n in curves}
+    harmonic = uncertainty_arrays(per_image_scores(rng, [35.0], 48, images=images))
+    scores["harmonic"] = (harmonic["fid"][0], harmonic["replicates"][0])
+    np.savez(tmp_path / "baselines.npz", key=harmonic["key"], harmonic_fid=harmonic["fid"][0],
+             harmonic_replicates=harmonic["replicates"][0], grey_fid=300.0, grey_replicates=np.full(200, 300.0))
+    client.log_artifact(parent, str(tmp_path / "baselines.npz"))
 
     def confirm(numbers, shift):
         confirm_parent = client.create_run(experiment, tags={"confirmation": "true"}).info.run_id
@@ -230,6 +235,10 @@ def test_the_table_marks_trials_indistinguishable_from_the_best(paired_store, tm
     assert "Statistically indistinguishable from the best trial (0; paired 95% interval of the difference " \
            "includes 0): trial 1 of the next 2." in markdown
     assert "**Best setting** (not confirmed: `bench sweep --confirm K`" in markdown
+    versus_harmonic = paired_difference(best["fid"][1], best["replicates"][1], *scores["harmonic"])
+    assert versus_harmonic.hi < 0  # 31 against 35 on the same images: detectable
+    assert ("- Against the harmonic fill, which learns nothing (FID 35.00): "
+            f"{versus_harmonic.verdict('the best trial (0)', 'the harmonic fill')}.") in markdown
     assert "it beats the last step detectably (paired 95% interval below 0) in 2 of those 2" in markdown
 
 
