@@ -135,7 +135,7 @@ def _trials_frame(runs: list) -> pd.DataFrame:
                      "trial": int(tags.get("optuna_trial_number", -1)), **run.data.params,
                      **({"confirms": int(tags[CONFIRMS_TAG])} if CONFIRMS_TAG in tags else {}),
                      **{k: v for k, v in metrics.items() if k not in STEP_METRICS},
-                     "kid": metrics.get("best_kid", metrics.get("kid", np.nan))})  # KID at the best step (older runs: kid)
+                     "kid": metrics.get("best_kid", metrics.get("kid", np.nan))})  # the best step's (older runs: kid)
     frame = pd.DataFrame(rows)
     for column in NUMERIC_PARAMS:
         if column in frame:

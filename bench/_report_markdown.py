@@ -92,11 +92,12 @@ def headline(data: ReportData) -> list[str]:
     if winner is None:
         return [f"- **Best setting** (not confirmed: `bench sweep --confirm K` evaluates the best again with fresh "
                 f"seeds): {describe_trial(best)}, sweet spot at step {best['best_step']}: FID "
-                f"**{number_text(best['best_fid'])}** {interval_text(best)} (its last step: {number_text(best['final_fid'])})."]
+                f"**{number_text(best['best_fid'])}** {interval_text(best)} "
+                f"(its last step: {number_text(best['final_fid'])})."]
     run = winner.run
     lines = [f"- **Confirmed winner**: {describe_trial(run)} (trial {run['confirms']}), at step {run['best_step']}: "
              f"FID **{number_text(run['best_fid'])}** {interval_text(run)} on {run.get('seeds', '?')} fresh seed(s)"
-             + (f"; in the study it scored {number_text(winner.trial['best_fid'])}." if winner.trial is not None else ".")]
+             + ("." if winner.trial is None else f"; in the study it scored {number_text(winner.trial['best_fid'])}.")]
     if winner.runner_up is not None and winner.margin is not None:
         second = f"trial {winner.runner_up['confirms']}"
         lines.append(f"- Against the next confirmed configuration ({second}, {describe_trial(winner.runner_up)}): "
@@ -112,8 +113,9 @@ def summary_lines(data: ReportData) -> list[str]:
     if any(d is not None for d in differences):
         tied = [str(trial) for trial, d in zip(top["trial"].iloc[1:], differences)
                 if d is not None and not d.detectable]
+        named = ("trials " if len(tied) > 1 else "trial ") + ", ".join(tied) if tied else "none"
         lines.append(f"- Statistically indistinguishable from the best trial ({best['trial']}; paired 95% interval "
-                     f"of the difference includes 0): {'trial' + 's' * (len(tied) > 1) + ' ' + ', '.join(tied) if tied else 'none'} of the "
+                     f"of the difference includes 0): {named} of the "
                      f"next {len(differences)}.")
     if "harmonic" in data.baselines:
         harmonic = data.baselines["harmonic"]
