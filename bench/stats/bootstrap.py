@@ -117,7 +117,13 @@ class Difference:
         """Numbers to two significant digits of the interval's width (at most 4 decimals): '1.9 [0.8, 3.1]'."""
         width = max(hi - lo, 1e-3)
         decimals = max(0, 1 - int(np.floor(np.log10(width))))
-        return f"{value:.{decimals}f} [{lo:.{decimals}f}, {hi:.{decimals}f}]"
+        return f"{_fixed(value, decimals)} [{_fixed(lo, decimals)}, {_fixed(hi, decimals)}]"
+
+
+def _fixed(value: float, decimals: int) -> str:
+    """`value` to `decimals` places, without the minus sign of a number that rounds to zero ('-0')."""
+    text = f"{value:.{decimals}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def paired_difference(

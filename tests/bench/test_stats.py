@@ -118,6 +118,7 @@ def test_paired_replicates_cancel_what_the_settings_share():
     (Difference(-0.4, -1.5, 0.7), "no detectable difference (-0.4 [-1.5, 0.7])"),
     (Difference(0.0123, 0.004, 0.021), "B is better than A by 0.012 [0.004, 0.021]"),
     (Difference(0.0, 0.0, 0.0), "no detectable difference (0.0000 [0.0000, 0.0000])"),
+    (Difference(-0.3, -8.2, 11.4), "no detectable difference (0 [-8, 11])"),  # no '-0'
 ])
 def test_verdict_text(difference, text):
     assert difference.verdict() == text
