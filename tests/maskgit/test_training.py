@@ -20,15 +20,9 @@ from maskgit.training import (
     train_transformer,
     train_vqgan,
 )
+from training_images import blobs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def blobs(n: int, seed: int) -> torch.Tensor:
-    """Smooth random images: learnable in a few steps, unlike pure noise."""
-    g = torch.Generator().manual_seed(seed)
-    small = torch.rand(n, 3, 4, 4, generator=g)
-    return (torch.nn.functional.interpolate(small, size=64, mode="bilinear") * 255).to(torch.uint8)
 
 
 class Recorder(TrainCallback):
