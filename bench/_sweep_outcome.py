@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from optuna.trial import FrozenTrial, TrialState
 from rich import box
@@ -13,8 +14,11 @@ from rich.table import Table
 
 from bench._sweep_config import Objective, SweepConfig
 from bench.baselines import baseline_label
-from bench.stats import DEFAULT_LEVEL
+from bench.stats import DEFAULT_LEVEL, Difference, paired_difference
 from bench.storage import StudyHandle, redacted
+
+if TYPE_CHECKING:
+    from bench.compare import Uncertainty
 
 
 @dataclass
@@ -33,6 +37,8 @@ class SweepOutcome:
     references: dict[str, dict[str, float]]  # {name: {fid, kid}} of the fills that learn nothing (bench.baselines)
     n_images: int  # test images every FID here is computed on
     pastes: tuple[str, ...]  # the composites the study searches (usually one)
+    schedules: tuple[str, ...] = ()  # the schedules the study searches
+    versus_best: dict[int, Difference] = field(default_factory=dict)  # trial number -> FID minus the best's, paired
 
 
 BEST_SHOWN = 5
@@ -40,7 +46,10 @@ OBJECTIVE_HEADERS = {"fid": "FID"}
 
 
 def sweep_outcome(handle: StudyHandle, config: SweepConfig, parent_id: str, ran: int, orphans: list[int],
-                  references: Mapping[str, Mapping[str, float]], n_images: int) -> SweepOutcome:
+                  references: Mapping[str, Mapping[str, float]], n_images: int,
+                  uncertainty: Callable[[str], Uncertainty | None]) -> SweepOutcome:
+    """`uncertainty` reads a trial run's uncertainty.npz (bench.compare.read_uncertainty) for the paired
+    differences from the best trial."""
     study = handle.study
     trials = study.get_trials(deepcopy=False)
     counts = {state.name: sum(t.state == state for t in trials) for state in TrialState}
@@ -52,7 +61,33 @@ def sweep_outcome(handle: StudyHandle, config: SweepConfig, parent_id: str, ran:
     return SweepOutcome(config.study_name, redacted(config.storage), redacted(config.tracking_uri), parent_id,
                         config.objective_spec, ran, counts, best, orphans,
                         {name: dict(row) for name, row in references.items()}, n_images,
-                        tuple(map(str, config.space.dims["composite"].values)))
+                        tuple(map(str, config.space.dims["composite"].values)),
+                        tuple(map(str, config.space.dims["schedule"].values)),
+                        {} if len(study.directions) > 1 else differences_from_best(best, uncertainty))
+
+
+def differences_from_best(best: list[FrozenTrial], uncertainty: Callable[[str], Uncertainty | None]
+                          ) -> dict[int, Difference]:
+    """For each trial after the first (the best): its FID minus the best's, each at its best step, paired
+    on their bootstrap replicates (docs/architecture.md#paired-verdicts). Trials without replicates
+    there, or whose replicates do not pair with the best's (another key or count), are left out."""
+    leader = _at_best_step(best[0], uncertainty) if best else None
+    if leader is None:
+        return {}
+    differences = {}
+    for trial in best[1:]:
+        other = _at_best_step(trial, uncertainty)
+        if other is not None and other[0] == leader[0] and other[2].shape == leader[2].shape:
+            differences[trial.number] = paired_difference(*other[1:], *leader[1:])
+    return differences
+
+
+def _at_best_step(trial: FrozenTrial, uncertainty: Callable[[str], Uncertainty | None]):
+    """(bootstrap key, FID, replicates) of the trial at its best step; None where none were recorded."""
+    found, step = uncertainty(trial.user_attrs.get("mlflow_run_id", "")), trial.user_attrs.get("best_step")
+    if found is None or step is None or not found.has(int(step)):
+        return None
+    return (found.key, *found.at(int(step)))
 
 
 # --- the table --------------------------------------------------------------------------------
@@ -74,8 +109,8 @@ class Column:
 
 
 def outcome_columns(outcome: SweepOutcome) -> list[Column]:
-    """The table's columns in order: the trial (or reference), its objective values, best step, final
-    FID, KID, the settings that differ between the trials shown, and its MLflow run."""
+    """The table's columns in order: the trial (or reference), its objective values, best step, its paired
+    difference from the best trial (where recorded; else the final step's FID), KID, the settings that differ between the trials shown, and its MLflow run."""
     fid = Column(f"FID\n{DEFAULT_LEVEL:.0%} interval",
                  lambda t: _interval(t.values[0], *(t.user_attrs.get(f"best_fid_ci_{end}") for end in ("low", "high"))),
                  lambda name, row: _interval(row["fid"], row.get("fid_ci_low"), row.get("fid_ci_high")))
@@ -83,10 +118,13 @@ def outcome_columns(outcome: SweepOutcome) -> list[Column]:
                          for i, name in enumerate(outcome.objective.names) if i > 0)]
     settings = [Column(name, lambda t, name=name: str(t.params.get(name, "")), text=True)
                 for name in _shown_settings(outcome)]
-    return [Column("trial", lambda t: str(t.number), lambda name, row: baseline_label(name), text=True),
+    # where trials pair with the best, that verdict replaces the final step's FID (MLflow keeps it): 80 columns
+    last = (Column("vs best", lambda t: _versus_best(outcome, t)) if outcome.versus_best
+            else Column("final\nFID", lambda t: _number(t.user_attrs.get("final_fid"))))
+    return [Column("trial", lambda t: _trial_label(outcome, t), lambda name, row: baseline_label(name), text=True),
             *objectives,
             Column("best\nstep", lambda t: str(t.user_attrs.get("best_step", ""))),
-            Column("final\nFID", lambda t: _number(t.user_attrs.get("final_fid"))),
+            last,
             Column("KID", lambda t: _kid(t.user_attrs.get("kid")), lambda name, row: _kid(row.get("kid"))),
             *settings,
             Column("MLflow\nrun", lambda t: t.user_attrs.get("mlflow_run_id", "")[:8], text=True)]  # fits 80 columns
@@ -114,10 +152,12 @@ def outcome_lines(outcome: SweepOutcome) -> list[str]:
     counts = ", ".join(f"{count} {state.lower()}" for state, count in outcome.counts.items() if count)
     orphans = [f"trials {', '.join(map(str, outcome.orphans))}: left running by a dead worker, now FAIL"]
     references = " and ".join(baseline_label(name) for name in sorted(outcome.references))
+    schedule = f", schedule: {outcome.schedules[0]}" if len(outcome.schedules) == 1 else ""
     return [f"FID and KID on {outcome.n_images} test images (lower is better); paste (--composite): "
-            f"{', '.join(outcome.pastes)}",
+            f"{', '.join(outcome.pastes)}{schedule}",
             f"below the line: {references}, the same images filled without a model (bench/baselines.py)",
             *_comparison(outcome),
+            *([INDISTINGUISHABLE_NOTE] if outcome.versus_best else []),
             f"FID's {DEFAULT_LEVEL:.0%} interval: bootstrap over the test images (and seeds) of the FID that "
             f"{outcome.n_images} images give on average; more images narrow it, more trials do not",
             *(orphans if outcome.orphans else []),
@@ -126,6 +166,28 @@ def outcome_lines(outcome: SweepOutcome) -> list[str]:
             f"report:       bench report --study {outcome.study_name} --storage {outcome.storage} "
             f"--tracking-uri {outcome.tracking_uri}",
             f"resume:       run the same command again (study {outcome.study_name}, storage {outcome.storage})"]
+
+
+INDISTINGUISHABLE_NOTE = (f"trials marked ≈ are not distinguishable from the best (paired {DEFAULT_LEVEL:.0%} "
+                          "interval of the difference contains 0)")
+
+
+def _trial_label(outcome: SweepOutcome, trial: FrozenTrial) -> str:
+    """The trial's number, marked '≈' when it is not distinguishable from the best."""
+    difference = outcome.versus_best.get(trial.number)
+    return f"{trial.number} ≈" if difference is not None and not difference.detectable else str(trial.number)
+
+
+def _versus_best(outcome: SweepOutcome, trial: FrozenTrial) -> str:
+    """'+1.9 [0.8, 3.1]': FID minus the best's with its paired interval; 'best' for the best trial,
+    nothing where no paired difference was recorded."""
+    if trial.number == outcome.best[0].number:
+        return "best"
+    difference = outcome.versus_best.get(trial.number)
+    if difference is None:
+        return ""
+    text = _interval(difference.estimate, difference.lo, difference.hi)
+    return text if text.startswith("-") else f"+{text}"
 
 
 def _comparison(outcome: SweepOutcome) -> list[str]:
@@ -143,13 +205,13 @@ def _comparison(outcome: SweepOutcome) -> list[str]:
 
 
 def _shown_settings(outcome: SweepOutcome) -> list[str]:
-    """schedule and steps, the paste when several are searched, and every setting that is not the
-    same in all the trials shown."""
+    """steps, the schedule and the paste when several are searched (else the lines below name them),
+    and every setting that is not the same in all the trials shown."""
     trials = outcome.best
     names = list(dict.fromkeys(name for trial in trials for name in trial.params))
+    searched = {"schedule": len(outcome.schedules) != 1, "composite": len(outcome.pastes) > 1}
     return [name for name in names
-            if name in ("schedule", "steps") or (name == "composite" and len(outcome.pastes) > 1)
-            or len({str(t.params.get(name)) for t in trials}) > 1]
+            if name == "steps" or searched.get(name) or len({str(t.params.get(name)) for t in trials}) > 1]
 
 
 def _number(value: float | None) -> str:

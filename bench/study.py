@@ -34,6 +34,7 @@ from bench._sweep_processes import run_here, run_processes, sweep_evaluator
 from bench._sweep_recovery import fail_orphaned_trials
 from bench._sweep_runs import TrackingError, count_metrics, log_baselines, log_sweep_params, run_tags
 from bench._sweep_worker import TrialBudget, make_worker
+from bench.compare import read_uncertainty
 from bench.storage import (FINISHED, StudyHandle, check_resumable, create_study, enqueue_grid, enqueue_lock,
                            heartbeat_settings, open_storage, redacted, study_provenance)
 from bench.tracking import ensure_experiment, tracking_client
@@ -88,7 +89,7 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
         client.set_terminated(parent_id, "FAILED")
         raise
     outcome = sweep_outcome(handle, config, parent_id, budget.finished, orphans, evaluator.baselines,
-                            len(evaluator.test))
+                            len(evaluator.test), lambda run_id: read_uncertainty(client, run_id))
     client.log_batch(parent_id, metrics=count_metrics(outcome))
     client.set_terminated(parent_id, "FINISHED")
     return outcome

@@ -122,7 +122,7 @@ def test_the_table_shows_the_reference_fills_and_names_the_paste(sweep, tmp_path
     metrics = runs_of(tracking_uri)[0][0].data.metrics
     fid = {name: metrics[f"baseline_{name}_fid"] for name in ("grey", "harmonic")}
     rows = table_rows(outcome_table(outcome))
-    assert [row["trial"] for row in rows[:2]] == [str(t.number) for t in outcome.best]
+    assert [row["trial"].removesuffix(" ≈") for row in rows[:2]] == [str(t.number) for t in outcome.best]
     labels = {"grey": "grey holes", "harmonic": "harmonic fill"}
     interval = {name: (fid[name], metrics[f"baseline_{name}_fid_ci_low"], metrics[f"baseline_{name}_fid_ci_high"])
                 for name in fid}
@@ -329,3 +329,55 @@ def test_opening_a_storage_imports_neither_torch_nor_mlflow(tmp_path):
             "print(' '.join(name for name in ('torch', 'mlflow') if name in sys.modules) or 'neither')\n")
     opened = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert opened.stdout.strip() == "neither" and journal.is_file()
+
+
+def _recorded(number: int, best_step: int) -> optuna.trial.FrozenTrial:
+    trial = optuna.trial.create_trial(value=0.0, params={"schedule": "cosine"},
+                                      distributions={"schedule": CategoricalDistribution(["cosine"])},
+                                      user_attrs={"mlflow_run_id": f"run{number}", "best_step": best_step})
+    trial.number = number
+    return trial
+
+
+def test_each_trial_is_paired_with_the_best_at_their_best_steps():
+    """Known answer: replicates of trial 1 exceed the best's by 2.0 + a spread of -1, 0, 1 (each 1/3 of
+    them), so FID(1) - FID(0) = 2.0 with the shifted 95% interval [1.0, 3.0] (detectable); trial 2 differs
+    by 0.5 with the same spread: [-0.5, 1.5] contains 0 (marked ≈). Trial 3 has no replicates. The
+    column replaces the final step's FID (80 columns); one schedule searched is named below the table."""
+    import numpy as np
+
+    from bench._sweep_outcome import INDISTINGUISHABLE_NOTE, differences_from_best
+    from bench.compare import Uncertainty
+
+    base = np.linspace(40.0, 50.0, 300)
+    spread = np.tile([-1.0, 0.0, 1.0], 100)
+
+    def recorded(fids: dict[int, float], replicates: dict[int, np.ndarray]) -> Uncertainty:
+        steps = sorted(fids)
+        return Uncertainty(np.array(steps), np.array([fids[s] for s in steps]),
+                           np.stack([replicates[s] for s in steps]), np.zeros((1, len(steps))), "key")
+
+    runs = {"run0": recorded({1: 60.0, 2: 45.0}, {1: base + 15, 2: base}),  # best at step 2
+            "run1": recorded({3: 47.0}, {3: base + 2.0 + spread}),
+            "run2": recorded({2: 45.5}, {2: base + 0.5 + spread})}
+    best = [_recorded(0, 2), _recorded(1, 3), _recorded(2, 2), _recorded(3, 2)]
+    differences = differences_from_best(best, runs.get)
+    assert sorted(differences) == [1, 2]
+    assert (differences[1].estimate, differences[1].lo, differences[1].hi) == pytest.approx((2.0, 1.0, 3.0))
+    assert (differences[2].estimate, differences[2].lo, differences[2].hi) == pytest.approx((0.5, -0.5, 1.5))
+    assert differences[1].detectable and not differences[2].detectable
+
+    outcome = SweepOutcome("study", "studies.journal", "sqlite:///mlflow.db", "run", OBJECTIVES["fid"], 1,
+                           {"COMPLETE": 4}, best, [], {"grey": {"fid": 103.92, "kid": 0.05}}, 256, ("seamless",),
+                           ("cosine",), differences)
+    rows = table_rows(outcome_table(outcome))
+    assert [row["vs best"] for row in rows] == ["best", "+2.0 [1.0, 3.0]", "+0.5 [-0.5, 1.5]", "", ""]
+    assert [row["trial"] for row in rows] == ["0", "1", "2 ≈", "3", "grey holes"]
+    assert "final\nFID" not in rows[0] and "schedule" not in rows[0]
+    assert outcome_lines(outcome)[0].endswith("paste (--composite): seamless, schedule: cosine")
+    assert INDISTINGUISHABLE_NOTE in outcome_lines(outcome)
+    assert INDISTINGUISHABLE_NOTE == ("trials marked ≈ are not distinguishable from the best (paired 95% "
+                                      "interval of the difference contains 0)")
+    alone = dataclasses.replace(outcome, versus_best={})  # nothing paired: no column, no note
+    assert "vs best" not in table_rows(outcome_table(alone))[0] and INDISTINGUISHABLE_NOTE not in outcome_lines(alone)
+    assert "final\nFID" in table_rows(outcome_table(alone))[0]

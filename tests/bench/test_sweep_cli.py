@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 import cli
 from bench import fid, toyfaces
+from bench._sweep_outcome import INDISTINGUISHABLE_NOTE
 from bench.search_space import Choice, Range, build_space, load_study_file, option_dimension
 from bench.study import build_sweep_config, open_storage
 
@@ -180,6 +181,8 @@ def test_the_readmes_first_command_runs_end_to_end(tmp_path, monkeypatch, incept
     result = invoke(["sweep", "--schedule", "cosine", "--limit", "4"])
     assert result.exit_code == 0, result.output
     assert f"study {STUDY}" in result.output and "bench ui" in result.output
+    assert INDISTINGUISHABLE_NOTE in result.output  # which trials the best is not told apart from
+    assert "vs best" in result.output and "…" not in result.output  # the table fits 80 columns uncut
     assert (tmp_path / "cache" / toyfaces.BENCHMARK_NAME / "benchmark.json").is_file()
 
     study = optuna.load_study(study_name=STUDY, storage=open_storage("bench-studies.journal"))
