@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from bench import fid
+from bench import inception_weights as weights_lookup
 from bench.data import HOLE_FILL, stroke_mask, write_gt_csv
 from bench.toyfaces import generate_toyfaces
 from maskgit.checkpoints import save_checkpoint
@@ -45,7 +46,7 @@ def inception_weights() -> Path:
 
     Request it before changing MASKGIT_BENCH_HOME; `bench_home` does so.
     """
-    return fid.resolve_inception_weights()
+    return weights_lookup.resolve_inception_weights()
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +60,7 @@ def shared_bench_home(tmp_path_factory) -> Path:
 def bench_home(shared_bench_home, inception_weights, monkeypatch) -> Path:
     """MASKGIT_BENCH_HOME pointing at the session's cache home, the FID weights kept (for this test only)."""
     monkeypatch.setenv("MASKGIT_BENCH_HOME", str(shared_bench_home))
-    monkeypatch.setenv(fid.WEIGHTS_ENV, str(inception_weights))
+    monkeypatch.setenv(weights_lookup.WEIGHTS_ENV, str(inception_weights))
     return shared_bench_home
 
 
@@ -124,7 +125,7 @@ def instant_fid_context(tmp_path_factory, inception_weights):
     def patched():
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("MASKGIT_BENCH_HOME", str(home))
-            patch.setenv(fid.WEIGHTS_ENV, str(inception_weights))
+            patch.setenv(weights_lookup.WEIGHTS_ENV, str(inception_weights))
             patch.setattr(trial, "InceptionFeatures", PixelFeatures)
             yield home
 

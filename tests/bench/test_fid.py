@@ -19,6 +19,7 @@ from torch_fidelity.metric_fid import fid_statistics_to_metric
 from typer.testing import CliRunner
 
 from bench import fid
+from bench import inception_weights as weights_lookup
 from bench.data import write_gt_csv
 from bench.errors import BenchError
 from bench.fid import (
@@ -26,15 +27,12 @@ from bench.fid import (
     InceptionFeatures,
     fid_between,
     fid_curve,
-    fid_helper_torchscript,
     fid_score,
     frechet_distance,
     load_fid_inputs,
     pair_key,
-    resolve_inception_weights,
-    torchscript_feature_error,
-    weights_sha,
 )
+from bench.inception_weights import fid_helper_torchscript, resolve_inception_weights, torchscript_feature_error, weights_sha
 from bench.stats import ReferenceGram, summarize
 from bench.toyfaces import generate_toyfaces
 from cli import app
@@ -58,7 +56,7 @@ def fid_home(tmp_path_factory):
         home = tmp_path_factory.mktemp("bench-home")
         patch.setenv("MASKGIT_BENCH_HOME", str(home))
         patch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch-home")))
-        patch.delenv(fid.WEIGHTS_ENV, raising=False)
+        patch.delenv(weights_lookup.WEIGHTS_ENV, raising=False)
         yield home
 
 
@@ -107,15 +105,15 @@ def test_weights_resolution_order(tmp_path, monkeypatch):
     assert resolve_inception_weights(explicit) == explicit
     with pytest.raises(BenchError, match="--weights .*missing.pth"):
         resolve_inception_weights(tmp_path / "missing.pth")
-    monkeypatch.setenv(fid.WEIGHTS_ENV, str(explicit))
+    monkeypatch.setenv(weights_lookup.WEIGHTS_ENV, str(explicit))
     assert resolve_inception_weights() == explicit
-    monkeypatch.setenv(fid.WEIGHTS_ENV, str(tmp_path / "gone.pth"))
-    with pytest.raises(BenchError, match=f"{fid.WEIGHTS_ENV} .*gone.pth"):
+    monkeypatch.setenv(weights_lookup.WEIGHTS_ENV, str(tmp_path / "gone.pth"))
+    with pytest.raises(BenchError, match=f"{weights_lookup.WEIGHTS_ENV} .*gone.pth"):
         resolve_inception_weights()
 
-    monkeypatch.delenv(fid.WEIGHTS_ENV)
+    monkeypatch.delenv(weights_lookup.WEIGHTS_ENV)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    downloaded = fid.fidelity_cached_weights()
+    downloaded = weights_lookup.fidelity_cached_weights()
     downloaded.parent.mkdir(parents=True)
     downloaded.write_bytes(b"torch-fidelity's own file")
     assert resolve_inception_weights() == downloaded  # before our converted copy
@@ -123,7 +121,7 @@ def test_weights_resolution_order(tmp_path, monkeypatch):
 
 def test_weights_download_is_the_last_resort_and_explains_failure(tmp_path, monkeypatch):
     monkeypatch.setenv("MASKGIT_BENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(fid, "fid_helper_torchscript", lambda: None)
+    monkeypatch.setattr(weights_lookup, "fid_helper_torchscript", lambda: None)
     attempts = []
 
     def offline(url, path, progress):
@@ -238,7 +236,7 @@ def test_folded_network_has_no_batch_norm_and_gives_the_stock_features(other_fac
     fast, shipped = folded.features(other_faces[:8]), stock.features(other_faces[:8])
     networks = [fid._inception(e.weights_path, "cpu", e.stock) for e in (folded, stock)]
     norms = [sum(isinstance(m, torch.nn.BatchNorm2d) for m in n.modules()) for n in networks]
-    assert norms == [0, fid.INCEPTION_CONVOLUTIONS]
+    assert norms == [0, weights_lookup.INCEPTION_CONVOLUTIONS]
     assert not torch.equal(fast, shipped)  # really a different computation...
     assert (fast - shipped).abs().max() <= 1e-5 * shipped.abs().max()  # ...of the same function
     assert folded.cache_key != stock.cache_key  # cached statistics never mix the two

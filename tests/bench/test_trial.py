@@ -21,10 +21,10 @@ CURVE_SETTINGS = TrialSettings(DecodeConfig(schedule="cosine", steps=2), seed=7)
 @pytest.fixture
 def cold_home(tmp_path, inception_weights, monkeypatch):
     """An empty cache home: nothing evaluated before."""
-    from bench import fid
+    from bench import inception_weights as weights_lookup
 
     monkeypatch.setenv("MASKGIT_BENCH_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv(fid.WEIGHTS_ENV, str(inception_weights))
+    monkeypatch.setenv(weights_lookup.WEIGHTS_ENV, str(inception_weights))
     return tmp_path / "home"
 
 
