@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.files import portable_name
 
 CONFIRMATION_TAG, CONFIRMS_TAG = "confirmation", "confirms"  # bench.confirm's tags
 NUMERIC_PARAMS = ("steps", "choice_temperature", "sampling_temperature", "seed", "dilation", "feather", "n_images")
@@ -132,7 +133,7 @@ def _trials_frame(runs: list) -> pd.DataFrame:
     for run in runs:
         tags, metrics = run.data.tags, run.data.metrics
         rows.append({"run_id": run.info.run_id, "study": tags.get("optuna_study_name", ""),
-                     "trial": int(tags.get("optuna_trial_number", -1)), **run.data.params,
+                     "trial": int(tags.get("optuna_trial_number", -1)), **portable_params(run.data.params),
                      **({"confirms": int(tags[CONFIRMS_TAG])} if CONFIRMS_TAG in tags else {}),
                      **{k: v for k, v in metrics.items() if k not in STEP_METRICS},
                      "kid": metrics.get("best_kid", metrics.get("kid", np.nan))})  # the best step's (older runs: kid)
@@ -143,6 +144,13 @@ def _trials_frame(runs: list) -> pd.DataFrame:
     frame["steps"] = frame["steps"].astype(int)
     frame["best_step"] = frame["best_step"].astype(int)
     return frame.sort_values("best_fid", kind="stable").reset_index(drop=True)
+
+
+def portable_params(params: dict[str, str]) -> dict[str, str]:
+    """A run's params as trials.csv shows them: the test set by its portable name, no local folder
+    (runs recorded before `data_path` carried the folder in `data`)."""
+    shown = {name: value for name, value in params.items() if name != "data_path"}
+    return {**shown, "data": portable_name(params["data"])} if "data" in params else shown
 
 
 CURVE_METRICS = ("fid", "fid_ci_low", "fid_ci_high")
@@ -183,8 +191,8 @@ def _single_provenance(runs: list) -> dict[str, str]:
     counts = {run.data.params.get("n_images") for run in runs}
     if len(counts) > 1:
         raise BenchError(f"--study: these studies used different numbers of test images ({', '.join(sorted(counts))})")
-    return {**seen, "checkpoint": params.get("checkpoint", ""), "data": params.get("data", ""),
-            "n_images": params.get("n_images", "")}
+    return {**seen, "checkpoint": params.get("checkpoint", ""), "data": portable_name(params.get("data", "")),
+            "data_path": params.get("data_path", params.get("data", "")), "n_images": params.get("n_images", "")}
 
 
 def _baselines(parents: list) -> dict[str, float]:
@@ -258,12 +266,13 @@ def _optuna_studies(storage: str | None, names: list[str]) -> list:
 
 
 def _unknown_counts(provenance: dict[str, str]) -> np.ndarray | None:
-    """N0 (tokens to fill) per test image, from the recorded test set, if it can still be read."""
+    """N0 (tokens to fill) per test image, from the recorded test set's folder, if it can still be read
+    here (another machine's path is not: the report then goes without)."""
     from bench.data import load_test_set
     from maskgit.decoding import pixel_holes_to_token_unknown
 
     try:
-        test = load_test_set(provenance["data"])
+        test = load_test_set(provenance["data_path"])
         count = int(provenance["n_images"])
     except (BenchError, OSError, ValueError, KeyError):
         return None

@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from bench.data import TestSet
 from bench.errors import BenchError
+from bench.files import portable_name
 from bench.storage import redacted, study_provenance
 from bench.tracking import environment_tags
 from bench.trial import Evaluator, StepScore, TrialResult, TrialSettings, baselines_npz
@@ -130,9 +131,12 @@ def run_tags(config: SweepConfig, evaluator: Evaluator) -> dict[str, str]:
 
 
 def run_params(config: SweepConfig, test: TestSet) -> dict[str, object]:
-    """What every trial run records besides its settings: enough to replay it (`bench inpaint --from-run`)."""
+    """What every trial run records besides its settings: enough to replay it (`bench inpaint --from-run`
+    reads `data_path`); `data` is the test set's portable name, which reports print beside the
+    `data_hash` tag (a machine path has no place in a committed report)."""
     checkpoint = Path(config.checkpoint)
-    return {"data": str(test.root), "n_images": len(test), "protocol": config.protocol,
+    return {"data": portable_name(test.root.absolute()), "data_path": str(test.root), "n_images": len(test),
+            "protocol": config.protocol,
             "checkpoint": str(checkpoint.resolve()) if checkpoint.exists() else config.checkpoint}
 
 

@@ -76,10 +76,11 @@ class TestSet:
         return pixels_hash(self.masked, self.holes, self.gt)
 
 
-def pixels_hash(masked: Tensor, holes: Tensor, gt: Tensor | None) -> str:
-    """Short sha256 of masked images, holes and ground truth (16 hex digits)."""
+def pixels_hash(*tensors: Tensor | None) -> str:
+    """Short sha256 (16 hex digits) of a test set's masked images, holes and ground truth (None: no
+    ground truth), or of training splits' images."""
     digest = hashlib.sha256()
-    for tensor in (masked, holes, gt):
+    for tensor in tensors:
         if tensor is not None:
             digest.update(tensor.contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]

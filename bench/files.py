@@ -1,5 +1,6 @@
-"""Where the harness keeps what it generates, and how it writes files and folders so that no
-reader ever sees half of one (several worker processes share the caches)."""
+"""Where the harness keeps what it generates, how it names data folders in what it records, and how
+it writes files and folders so that no reader ever sees half of one (several worker processes
+share the caches)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ from bench.errors import BenchError
 def cache_home() -> Path:
     """Where generated data is cached: $MASKGIT_BENCH_HOME, else ~/.cache/maskgit-bench."""
     return Path(os.environ.get("MASKGIT_BENCH_HOME") or Path.home() / ".cache" / "maskgit-bench")
+
+
+def portable_name(folder: str | Path) -> str:
+    """A data folder's name as recorded and committed beside its content hash, the same on every
+    machine: the last two components of its path (`/work/data/catfaces/test` -> `catfaces/test`; the
+    embedded default's test set is `toyfaces-v2/test`). Give it the absolute path of a local folder."""
+    return "/".join(Path(folder).parts[-2:]).lstrip("/")
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:

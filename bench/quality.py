@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from bench.fid import fid_score
+from bench.files import portable_name
 from bench.trial import Evaluator, TrialSettings
 from maskgit.decoding import pixel_holes_to_token_unknown
 from maskgit.training import encode_dataset, psnr
@@ -107,7 +108,8 @@ def evaluate_checkpoint(checkpoint: str, data: str | None, limit: int | None, de
 
     evaluator = open_evaluator(checkpoint, data, limit, device, batch_size=batch_size)
     report = {"checkpoint": checkpoint, "weights_sha256": evaluator.checkpoint_sha,
-              "data": data or "embedded toyfaces benchmark", **model_quality(evaluator, best, composites)}
+              "data": portable_name(evaluator.test.root.absolute()), "data_hash": evaluator.data_hash,
+              **model_quality(evaluator, best, composites)}
     if out is not None:
         write_quality(report, out)
     return report

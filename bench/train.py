@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from bench.data import load_image_folder
+from bench.data import load_image_folder, pixels_hash
 from bench.devices import resolve_device
 from bench.errors import BenchError
 from bench.fid import FIDReference, InceptionFeatures, fid_score
@@ -71,6 +71,12 @@ def _load_split(data: Path, split: str) -> torch.Tensor:
     return load_image_folder(folder)
 
 
+def training_data(data: Path, train_images: torch.Tensor, val_images: torch.Tensor) -> dict[str, str]:
+    """What a training run and its checkpoints record of their data: the benchmark folder's name (no
+    machine path: model cards are committed) and the content hash of its train and val images."""
+    return {"data": Path(data).absolute().name, "data_hash": pixels_hash(train_images, val_images)}
+
+
 def _check_keep_best(stage: str, cfg: TrainConfig) -> None:
     if cfg.keep_best is not None and cfg.keep_best not in KEEP_BEST[stage]:
         raise BenchError(f"--keep-best: '{cfg.keep_best}' is not a {stage} validation metric; "
@@ -93,10 +99,11 @@ def _run(stage: str, model: MaskGIT, data: Path, out: Path, cfg: TrainConfig, re
     with mlflow.start_run(run_id=run_id, run_name=f"{stage}:{out.name}") as run:
         out.mkdir(parents=True, exist_ok=True)
         run_id_file.write_text(run.info.run_id)
+        data_params = training_data(data, train_images, val_images)
         if run_id is None:
-            mlflow.log_params({**params, **asdict(cfg), "data": str(data), "n_train": len(train_images)})
+            mlflow.log_params({**params, **asdict(cfg), **data_params, "n_train": len(train_images)})
             mlflow.set_tags(environment_tags(cfg.device))
-        meta = {"data": str(data), **params}
+        meta = {**data_params, **params}
         try:
             return train(model, train_images, val_images, out, cfg, MLflowCallback(mlflow, recon_fid=recon_fid),
                          resume=resume, meta=meta)

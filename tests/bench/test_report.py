@@ -19,7 +19,9 @@ from mlflow.entities import Metric
 from PIL import Image
 from typer.testing import CliRunner
 
+from bench._report_data import _unknown_counts
 from bench._report_markdown import number_text
+from bench.data import load_test_set
 from bench.errors import BenchError
 from bench.report import FIGURES, make_report
 from bench.study import build_sweep_config, open_storage, run_sweep
@@ -95,6 +97,22 @@ def test_the_report_is_logged_to_the_studys_parent_run(recorded, tmp_path):
     logged = {info.path for info in client.list_artifacts(result.logged_to[0], "report")}
     assert {"report/report.md", "report/fid_vs_step.png", "report/trials.csv"} <= logged
     assert "mlflow.parentRunId" not in client.get_run(result.logged_to[0]).data.tags
+
+
+def test_the_test_set_is_named_portably_never_by_its_folder(recorded, tmp_path, tiny_test_set):
+    """report.md and trials.csv name the test set by its last two path components and its content hash
+    (reports are committed); the folder it was read from serves only to count N0 where it exists."""
+    result = report(recorded, tmp_path, "grid", log=False)
+    markdown, table = (result.out / "report.md").read_text(), (result.out / "trials.csv").read_text()
+    assert str(tiny_test_set) not in markdown and str(tiny_test_set) not in table
+    data_hash = load_test_set(tiny_test_set).content_hash()
+    name = f"{tiny_test_set.parent.name}/test"
+    assert f"test set `{name}` (6 images, data hash {data_hash})" in markdown
+    trials = pd.read_csv(result.out / "trials.csv")
+    assert set(trials["data"]) == {name} and "data_path" not in trials
+    provenance = {"data_path": str(tiny_test_set), "n_images": "6", "data_hash": data_hash}
+    assert len(_unknown_counts(provenance)) == 6  # read here; on another machine the folder is gone:
+    assert _unknown_counts({**provenance, "data_path": str(tmp_path / "elsewhere" / "test")}) is None
 
 
 def test_missing_data_gives_notes_not_a_crash(recorded, tmp_path):

@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from bench import trial as trial_module
 from bench._sweep_outcome import _interval as shown
+from bench.data import load_test_set
 from bench.search_space import SearchSpace
 from bench.study import (OBJECTIVES, SweepOutcome, build_sweep_config, open_storage, outcome_lines, outcome_table,
                          run_sweep)
@@ -61,7 +62,7 @@ def grid_params(study: optuna.Study, state=TrialState.COMPLETE) -> list[str]:
     return sorted(json.dumps(t.params, sort_keys=True) for t in study.get_trials(states=(state,)))
 
 
-def test_a_study_lands_in_optuna_and_mlflow(sweep, tmp_path, tracking_uri):
+def test_a_study_lands_in_optuna_and_mlflow(sweep, tmp_path, tracking_uri, tiny_test_set):
     outcome = sweep()
     assert outcome.ran == 2 and outcome.counts["COMPLETE"] == 2
     study = load(tmp_path)
@@ -88,6 +89,9 @@ def test_a_study_lands_in_optuna_and_mlflow(sweep, tmp_path, tracking_uri):
             assert tags[tag]
         assert every_setting <= set(params) and params["schedule"] == trial.params["schedule"]
         assert params["n_images"] == "6" and params["sweet_spot"] == "auto"
+        # the test set by a portable name and its content hash; the local folder only to reopen it
+        assert params["data"] == f"{tiny_test_set.parent.name}/test" and params["data_path"] == str(tiny_test_set)
+        assert tags["data_hash"] == load_test_set(tiny_test_set).content_hash()
         history = client.get_metric_history(run.info.run_id, "fid")
         assert sorted(m.step for m in history) == [1, 2]
         assert {m.step: m.value for m in history} == trial.intermediate_values

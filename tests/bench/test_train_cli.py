@@ -6,6 +6,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from bench.data import load_image_folder, pixels_hash
 from cli import app
 from maskgit.checkpoints import load_checkpoint
 
@@ -83,6 +84,8 @@ def test_train_both_stages_then_resume(tmp_path, tiny_test_set):
     assert result.exit_code == 0, result.output
     model, config = load_checkpoint(tmp_path / "tr")
     assert config["meta"]["stage"] == "transformer" and model.transformer is not None
+    images = [load_image_folder(data / split) for split in ("train", "val")]
+    assert config["meta"]["data"] == "bench" and config["meta"]["data_hash"] == pixels_hash(*images)
 
     import mlflow
 
@@ -90,6 +93,7 @@ def test_train_both_stages_then_resume(tmp_path, tiny_test_set):
     runs = mlflow.search_runs(experiment_names=["train-vqgan", "train-transformer"])
     assert len(runs) == 2  # the resumed vqgan run continued its own MLflow run
     vq_run = runs[runs["tags.mlflow.runName"].str.startswith("vqgan")].iloc[0]
+    assert vq_run["params.data"] == "bench" and vq_run["params.data_hash"] == pixels_hash(*images)
     assert vq_run["metrics.val_psnr"] > 0
     artifacts = mlflow.MlflowClient().list_artifacts(vq_run["run_id"], "validation")
     assert len(artifacts) == 2
