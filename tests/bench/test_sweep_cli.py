@@ -15,7 +15,8 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 import cli
-from bench import fid, toyfaces
+from bench import inception_weights as weights_lookup
+from bench import toyfaces
 from bench._sweep_outcome import INDISTINGUISHABLE_NOTE
 from bench.search_space import Choice, Range, build_space, load_study_file, option_dimension
 from bench.study import build_sweep_config, open_storage
@@ -176,7 +177,7 @@ def test_the_readmes_first_command_runs_end_to_end(tmp_path, monkeypatch, incept
     monkeypatch.setattr(toyfaces, "build_toyfaces_benchmark",
                         lambda out: real_build(out, n_train=8, n_val=2, n_test=6))
     monkeypatch.setenv("MASKGIT_BENCH_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv(fid.WEIGHTS_ENV, str(inception_weights))  # converted once per session
+    monkeypatch.setenv(weights_lookup.WEIGHTS_ENV, str(inception_weights))  # converted once per session
     monkeypatch.chdir(tmp_path)
     result = invoke(["sweep", "--schedule", "cosine", "--limit", "4"])
     assert result.exit_code == 0, result.output
