@@ -109,6 +109,8 @@ def test_the_shipped_default_loads_by_name_with_its_model_card():
 
     assert "toyfaces" in pretrained_names()
     model, config = load_checkpoint("toyfaces")
-    assert model.transformer is not None and config["meta"]["preset"] == "small"
+    assert model.transformer is not None and config["meta"]["preset"] == "toy"
+    vqgan, transformer = preset("toy")
+    assert config["vqgan"] == vqgan.to_dict() and config["transformer"] == transformer.to_dict()
     assert (PRETRAINED_DIR / "toyfaces" / "MODEL_CARD.md").is_file()
     assert (PRETRAINED_DIR / "toyfaces" / "model.safetensors").stat().st_size < 10 * 2**20  # keep the package small
