@@ -7,7 +7,7 @@ features are; then times a 4-step FID curve two ways: recomputing the reference 
 features once, all steps in one batched pass). Uses real cat faces; the reference cache goes to
 a temporary folder.
 
-    python -m benchmarks.fid_speed [--images 64] [--steps 4] [--faces /work/shared/catfaces/images]
+    python -m benchmarks.fid_speed [--images 64] [--steps 4] [--faces ../shared/catfaces/images]
 """
 
 from __future__ import annotations
