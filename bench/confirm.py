@@ -55,7 +55,8 @@ class Confirmation:
 
 
 def best_trials(storage, study_name: str, top: int) -> list[FrozenTrial]:
-    """The `top` complete trials of lowest FID (the first objective); one-line errors when there are none."""
+    """The best complete trial (lowest FID, the first objective) of each of the `top` best configurations:
+    a configuration the sampler proposed twice is confirmed once. One-line errors when there are none."""
     if top < 1:
         raise BenchError(f"--confirm must be at least 1 (got {top})")
     try:
@@ -66,7 +67,10 @@ def best_trials(storage, study_name: str, top: int) -> list[FrozenTrial]:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise BenchError(f"--confirm {top}: study {study_name} has no complete trial to confirm")
-    return sorted(complete, key=lambda trial: trial.values[0])[:top]
+    best = {}
+    for trial in sorted(complete, key=lambda trial: trial.values[0]):
+        best.setdefault(tuple(sorted(trial.params.items())), trial)
+    return list(best.values())[:top]
 
 
 def check_same_provenance(storage, study_name: str, provenance: dict[str, str]) -> None:
@@ -79,12 +83,14 @@ def check_same_provenance(storage, study_name: str, provenance: dict[str, str]) 
 
 
 def used_seeds(client, experiment_id: str, trial: FrozenTrial, trials: list[FrozenTrial]) -> set[int]:
-    """Every seed a run of this configuration has decoded: its trials' and earlier confirmations'."""
+    """Every seed a run of this configuration has decoded: every trial's with the same params, and every
+    earlier confirmation's of any of those trials."""
     same = [t for t in trials if t.params == trial.params]
     seeds = {seed for t in same for seed in t.user_attrs.get("seed_list", [t.params.get("seed", 0)])}
-    earlier = client.search_runs([experiment_id], filter_string=f"tags.{CONFIRMS_TAG} = '{trial.number}'")
-    for run in earlier:
-        seeds |= {int(seed) for seed in run.data.params.get("seed_list", "").split(",") if seed}
+    for number in {t.number for t in same}:
+        earlier = client.search_runs([experiment_id], filter_string=f"tags.{CONFIRMS_TAG} = '{number}'")
+        for run in earlier:
+            seeds |= {int(seed) for seed in run.data.params.get("seed_list", "").split(",") if seed}
     return seeds
 
 

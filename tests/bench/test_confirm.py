@@ -121,3 +121,28 @@ def test_compare_pairs_a_recorded_trial_with_its_confirmation(swept):
     step = int(confirmation.data.metrics["best_step"])  # the confirmation's fixed sweet spot: the trial's best step
     expected = paired_difference(*a.at(step), *b.at(step))
     assert f"A - B: {expected.verdict(f'grid:{number}', confirmation.info.run_id)}\n" in result.output
+
+
+def test_a_configuration_tried_twice_is_confirmed_once_with_seeds_neither_trial_used(
+        tmp_path, empty_mlflow_database, instant_fid_context, tiny_checkpoint, tiny_test_set):
+    shutil.copyfile(empty_mlflow_database, tmp_path / "mlflow.db")
+    options = ["--schedule", "cosine", "--steps", "2", "--sampler", "random", "--n-trials", "2", "--seeds", "1",
+               "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--storage", str(tmp_path / "studies.journal"),
+               "--data", str(tiny_test_set), "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+               "--batch-size", "4", "--study-name", "one-point"]
+    with instant_fid_context():
+        swept = CliRunner().invoke(app, ["sweep", *options])
+        assert swept.exit_code == 0, swept.output
+        confirmed = CliRunner().invoke(app, ["sweep", *options, "--confirm", "2"])
+    assert confirmed.exit_code == 0, confirmed.output
+    study = optuna.load_study(study_name="one-point", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "studies.journal"))))
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 2 and trials[0].params == trials[1].params
+    assert {seed for t in trials for seed in t.user_attrs["seed_list"]} == {0, 1}
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("one-point").experiment_id
+    runs = client.search_runs([experiment], filter_string="tags.confirms != ''")
+    assert len(runs) == 1
+    best = min(trials, key=lambda t: t.values[0])
+    assert runs[0].data.tags["confirms"] == str(best.number) and runs[0].data.params["seed_list"] == "2"
