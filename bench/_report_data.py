@@ -169,12 +169,12 @@ def _curves(client, runs: list) -> pd.DataFrame:
 
 
 def _confirmations_frame(runs: list, provenance: dict[str, str]) -> pd.DataFrame | None:
-    """The newest confirmation run of each confirmed trial, on the trials' model and images (others
-    could not be compared with them)."""
+    """The newest confirmation run of each confirmed trial (a study's trial: trial numbers repeat across
+    studies), on the trials' model and images (others could not be compared with them)."""
     newest = {}
     for run in sorted(runs, key=lambda run: run.info.start_time):
         if all(run.data.tags.get(key) == provenance[key] for key in ("checkpoint_sha", "data_hash", "protocol")):
-            newest[run.data.tags[CONFIRMS_TAG]] = run
+            newest[run.data.tags.get("optuna_study_name", ""), run.data.tags[CONFIRMS_TAG]] = run
     return _trials_frame(list(newest.values())) if newest else None
 
 

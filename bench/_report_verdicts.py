@@ -59,7 +59,7 @@ def confirmed_winner(data: ReportData) -> Winner | None:
         return None
     ranked = data.confirmations.sort_values("best_fid", kind="stable").reset_index(drop=True)
     winner = ranked.iloc[0]
-    trials = data.trials[data.trials["trial"] == winner["confirms"]]
+    trials = data.trials[(data.trials["study"] == winner["study"]) & (data.trials["trial"] == winner["confirms"])]
     runner_up = ranked.iloc[1] if len(ranked) > 1 else None
     margin = None if runner_up is None else paired(data, winner, runner_up)
     return Winner(winner, trials.iloc[0] if len(trials) else None, runner_up, margin)

@@ -275,3 +275,25 @@ def test_the_headline_comes_from_the_confirmation_runs(paired_store, tmp_path):
             f"{number_text(winner['best_fid_ci_high'])}] on 2 fresh seed(s)") in markdown
     assert "- Against the next confirmed configuration (trial 0, cosine, T = 4, choice temperature 4.5): " \
            "the winner is better than trial 0 by " in markdown
+
+
+def test_confirmations_of_equal_trial_numbers_in_two_studies_are_kept_apart(paired_store):
+    from bench._report_verdicts import confirmed_winner
+    from bench.report import load_report_data
+    from recorded_trials import log_trial, per_image_scores
+
+    client, uri, _, runs, confirm = paired_store
+    confirm([0], shift={0: -5.0})  # on fresh seeds paired's trial 0 wins
+    rng = np.random.default_rng(2)
+    other = client.create_experiment("other")
+    parent = client.create_run(other, tags={"optuna_study_name": "other"}).info.run_id
+    log_trial(client, other, parent, "other", 0, per_image_scores(rng, [25.0, 20.0], 48, seeds=2))  # luckier
+    confirm_parent = client.create_run(other, tags={"confirmation": "true"}).info.run_id
+    newer = log_trial(client, other, confirm_parent, "other", None, per_image_scores(rng, [44.0, 40.0], 48, seeds=2),
+                      extra_tags={"confirmation": "true", "confirms": "0"})  # recorded after paired's
+    data = load_report_data(uri, ["paired", "other"])
+    confirmations = data.confirmations.set_index(["study", "confirms"])["run_id"].to_dict()
+    assert confirmations == {("paired", 0): runs["confirm-0"], ("other", 0): newer}
+    winner = confirmed_winner(data)
+    assert winner.run["run_id"] == runs["confirm-0"]
+    assert (winner.trial["study"], winner.trial["run_id"]) == ("paired", runs[0])
