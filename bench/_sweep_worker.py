@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from bench._sweep_config import PRUNERS, SAMPLERS, Objective, SweepConfig
 from bench._sweep_runs import RunLogger, TrackingError, run_params, run_tags
 from bench.search_space import SearchSpace
-from bench.storage import StudyHandle, claim_waiting_trial, heartbeat
+from bench.storage import StudyHandle, claim_waiting_trial, heartbeat, same_params_seeds
 from bench.trial import Evaluator, StepScore, fresh_seeds
 
 
@@ -80,8 +80,7 @@ class Worker:
         """Seeds of the study's other trials with the same settings (complete, or running elsewhere): a
         configuration proposed again is a new replicate with fresh seeds."""
         others = self.handle.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-        same = [t for t in others if t.number != trial.number and t.params == trial.params]
-        return {seed for t in same for seed in t.user_attrs.get("seed_list", [t.params.get("seed")])}
+        return same_params_seeds([t for t in others if t.number != trial.number], trial.params)
 
     def _on_step(self, trial: optuna.Trial, run_id: str, score: StepScore) -> None:
         self.runs.log_step(run_id, score)

@@ -23,7 +23,7 @@ from bench._sweep_processes import sweep_evaluator
 from bench._sweep_runs import RunLogger, run_params, run_tags
 from bench.errors import BenchError
 from bench.stats import Difference, paired_difference
-from bench.storage import open_storage, redacted, study_provenance
+from bench.storage import open_storage, redacted, same_params_seeds, study_provenance
 from bench.tracking import ensure_experiment, tracking_client
 from bench.trial import TrialResult, TrialSettings, fresh_seeds
 
@@ -85,9 +85,8 @@ def check_same_provenance(storage, study_name: str, provenance: dict[str, str]) 
 def used_seeds(client, experiment_id: str, trial: FrozenTrial, trials: list[FrozenTrial]) -> set[int]:
     """Every seed a run of this configuration has decoded: every trial's with the same params, and every
     earlier confirmation's of any of those trials."""
-    same = [t for t in trials if t.params == trial.params]
-    seeds = {seed for t in same for seed in t.user_attrs.get("seed_list", [t.params.get("seed", 0)])}
-    for number in {t.number for t in same}:
+    seeds = same_params_seeds(trials, trial.params)
+    for number in {t.number for t in trials if t.params == trial.params}:
         earlier = client.search_runs([experiment_id], filter_string=f"tags.{CONFIRMS_TAG} = '{number}'")
         for run in earlier:
             seeds |= {int(seed) for seed in run.data.params.get("seed_list", "").split(",") if seed}

@@ -210,6 +210,13 @@ def study_provenance(evaluator: Evaluator) -> Provenance:
     return Provenance(**{name: recorded[name] for name in Provenance.__dataclass_fields__})
 
 
+def same_params_seeds(trials: Sequence[FrozenTrial], params: dict) -> set[int]:
+    """Every seed the trials with these params decoded (their `seed_list`; a trial without one: its seed
+    param, else 0, the settings' default), so that the configuration evaluated again is a new replicate."""
+    return {seed for trial in trials if trial.params == params
+            for seed in trial.user_attrs.get("seed_list", [trial.params.get("seed", 0)])}
+
+
 # --- grid points --------------------------------------------------------------------------------
 
 
