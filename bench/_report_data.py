@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.defaults import CONFIRMATION_TAG, CONFIRMS_TAG
 from bench.errors import BenchError
 from bench.files import portable_name
 
-CONFIRMATION_TAG, CONFIRMS_TAG = "confirmation", "confirms"  # bench.confirm's tags
 NUMERIC_PARAMS = ("steps", "choice_temperature", "sampling_temperature", "seed", "dilation", "feather", "n_images")
 SETTING_COLUMNS = ("schedule", "steps", "choice_temperature", "anneal", "confidence", "sampling",
                    "sampling_temperature", "dilation", "composite", "seed")

@@ -19,6 +19,7 @@ import optuna
 from optuna.trial import TrialState
 
 from bench.data import TestSet
+from bench.defaults import UNCERTAINTY_FILE
 from bench.errors import BenchError
 from bench.files import portable_name
 from bench.storage import redacted, study_provenance
@@ -111,7 +112,7 @@ class RunLogger:
         self.client.log_batch(run_id, metrics=metrics, tags=[RunTag("cached", str(result.cached).lower())])
         with tempfile.TemporaryDirectory() as folder:
             (Path(folder) / "curve.csv").write_text(result.curve_csv())
-            (Path(folder) / "uncertainty.npz").write_bytes(result.uncertainty_npz())
+            (Path(folder) / UNCERTAINTY_FILE).write_bytes(result.uncertainty_npz())
             for name, image in result.figures.items():
                 save_png(image, Path(folder) / name)
             self.client.log_artifacts(run_id, folder)

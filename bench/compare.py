@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.defaults import CONFIRMATION_TAG, CONFIRMS_TAG, UNCERTAINTY_FILE
 from bench.errors import BenchError
 from bench.stats import Difference, interval, paired_difference
 
-UNCERTAINTY_FILE = "uncertainty.npz"
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 MUST_AGREE = {"checkpoint_sha": "models (checkpoint sha256)", "data_hash": "test sets (data hash)",
               "bootstrap_key": "test sets (bootstrap key)", "protocol": "FID protocols"}
@@ -73,7 +73,7 @@ class RecordedTrial:
 
     def describe(self) -> str:
         study, number = self.tags.get("optuna_study_name", "?"), self.tags.get("optuna_trial_number")
-        confirms = self.tags.get("confirms", "?")
+        confirms = self.tags.get(CONFIRMS_TAG, "?")
         what = f"trial {number} of {study}" if number is not None else f"confirmation of trial {confirms} of {study}"
         settings = ", ".join(f"{k} {self.params[k]}" for k in ("schedule", "steps", "choice_temperature")
                              if k in self.params)
@@ -101,7 +101,7 @@ def find_run(client, spec: str, tracking_uri: str):
             raise BenchError(f"{spec}: no study {study!r} in {tracking_uri}")
         runs = client.search_runs([experiment.experiment_id],
                                   filter_string=f"tags.optuna_trial_number = '{int(number)}'", max_results=10)
-        runs = [run for run in runs if run.data.tags.get("confirmation") != "true"]
+        runs = [run for run in runs if run.data.tags.get(CONFIRMATION_TAG) != "true"]
         if not runs:
             raise BenchError(f"{spec}: study {study} has no trial {int(number)} in {tracking_uri}")
         return max(runs, key=lambda run: run.info.start_time)

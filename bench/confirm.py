@@ -21,14 +21,12 @@ from optuna.trial import FrozenTrial, TrialState
 from bench._sweep_config import SweepConfig
 from bench._sweep_processes import sweep_evaluator
 from bench._sweep_runs import RunLogger, run_params, run_tags
+from bench.defaults import CONFIRMATION_TAG, CONFIRMS_TAG
 from bench.errors import BenchError
 from bench.stats import Difference, paired_difference
 from bench.storage import open_storage, redacted, same_params_seeds, study_provenance
 from bench.tracking import ensure_experiment, tracking_client
 from bench.trial import TrialResult, TrialSettings, fresh_seeds
-
-CONFIRMATION_TAG = "confirmation"
-CONFIRMS_TAG = "confirms"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""The defaults the command line shows and the library uses, in one place that imports nothing
-heavy (the CLI reads them to build its help)."""
+"""The defaults the command line shows and the library uses, and the names of what runs record that
+one module writes and others read, in one place that imports nothing heavy (the CLI reads them to
+build its help)."""
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow store, beside the working directory
 DEFAULT_STORAGE = "bench-studies.journal"  # Optuna storage of the studies: a journal file
@@ -10,3 +11,7 @@ DEFAULT_SWEEP_COMPOSITE = "seamless"  # the paste the shipped models are made fo
 DEFAULT_PROTOCOL = "tf"  # FID resize protocol (bench.fid.PROTOCOLS)
 CPU_BATCH_SIZE = 8  # beyond ~8 images, batches fall out of the CPU caches (benchmarks/batch_speed.py)
 CUDA_BATCH_SIZE = 256
+
+CONFIRMATION_TAG = "confirmation"  # "true" on confirmation runs (docs/architecture.md#confirmation-runs)
+CONFIRMS_TAG = "confirms"  # a confirmation run's confirmed trial number
+UNCERTAINTY_FILE = "uncertainty.npz"  # a trial run's bootstrap replicates (docs/architecture.md#uncertainty)
