@@ -65,7 +65,7 @@ def test_a_sweep_prints_the_best_trials_and_where_to_look(existing):
     trial_row = next(i for i, line in enumerate(lines) if line.startswith("0 "))
     references = [i for i, line in enumerate(lines) if line.startswith(("grey holes ", "harmonic fill "))]
     assert len(references) == 2 and min(references) > trial_row
-    assert "FID and KID on 6 test images (lower is better); paste (--composite): seamless" in lines
+    assert "FID and KID on 6 test images (lower is better); paste (--composite): seamless, schedule: cosine" in lines
     assert f"bench ui --tracking-uri {tracking_uri}" in result.output.replace("\n", " ")
     assert "resume:" in result.output
 
