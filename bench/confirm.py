@@ -52,9 +52,8 @@ class Confirmation:
     runner_up: Difference | None  # the confirmed winner minus the second, paired
 
 
-def best_trials(storage, study_name: str, top: int) -> list[FrozenTrial]:
-    """The best complete trial (lowest FID, the first objective) of each of the `top` best configurations:
-    a configuration the sampler proposed twice is confirmed once. One-line errors when there are none."""
+def study_trials(storage, study_name: str, top: int) -> list[FrozenTrial]:
+    """Every trial of the study to confirm; one-line errors for a bad --confirm or an unknown study."""
     if top < 1:
         raise BenchError(f"--confirm must be at least 1 (got {top})")
     try:
@@ -62,7 +61,13 @@ def best_trials(storage, study_name: str, top: int) -> list[FrozenTrial]:
     except KeyError:
         raise BenchError(f"--confirm {top}: no study {study_name!r} in this --storage "
                          "(run bench sweep first)") from None
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return study.get_trials(deepcopy=False)
+
+
+def best_trials(trials: list[FrozenTrial], study_name: str, top: int) -> list[FrozenTrial]:
+    """The best complete trial (lowest FID, the first objective) of each of the `top` best configurations:
+    a configuration the sampler proposed twice is confirmed once. A one-line error when none is complete."""
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
     if not complete:
         raise BenchError(f"--confirm {top}: study {study_name} has no complete trial to confirm")
     best = {}
@@ -101,12 +106,12 @@ def run_confirmation(config: SweepConfig, top: int) -> Confirmation:
     """Check, then evaluate and record each of the `top` best configurations with fresh seeds."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(config.storage)
-    chosen = best_trials(storage, config.study_name, top)
+    all_trials = study_trials(storage, config.study_name, top)
+    chosen = best_trials(all_trials, config.study_name, top)
     evaluator = sweep_evaluator(config, config.progress)
     check_same_provenance(storage, config.study_name, dataclasses.asdict(study_provenance(evaluator)))
     client = tracking_client(config.tracking_uri)
     evaluator.prepare()
-    all_trials = optuna.load_study(study_name=config.study_name, storage=storage).get_trials(deepcopy=False)
     experiment_id = ensure_experiment(client, config.study_name, config.tracking_uri)
     tags = {**run_tags(config, evaluator), CONFIRMATION_TAG: "true"}
     parent_id = client.create_run(experiment_id, run_name=f"confirm-{datetime.now():%Y%m%d-%H%M%S}",
