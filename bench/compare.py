@@ -24,8 +24,9 @@ from bench.stats import Difference, interval, paired_difference
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 MUST_AGREE = {"checkpoint_sha": "models (checkpoint sha256)", "data_hash": "test sets (data hash)",
-              "bootstrap_key": "test sets (bootstrap key)", "protocol": "FID protocols"}
-"""Tags two trials must share for their FIDs to be paired, and what differs when they do not."""
+              "protocol": "FID protocols"}
+"""Tags two trials must share for their FIDs to be paired, and what differs when they do not; their
+uncertainty.npz must also share its bootstrap key (the resample indices)."""
 
 
 @dataclass(frozen=True)
@@ -127,10 +128,9 @@ def load_trial(client, spec: str, tracking_uri: str) -> RecordedTrial:
 
 def check_comparable(a: RecordedTrial, b: RecordedTrial) -> None:
     """Same model, test set and protocol, and replicates of the same length: else no pairing exists."""
-    for tag, what in MUST_AGREE.items():
-        left, right = a.tags.get(tag), b.tags.get(tag)
-        if tag == "bootstrap_key":
-            left, right = a.uncertainty.key, b.uncertainty.key
+    checks = [(what, a.tags.get(tag), b.tags.get(tag)) for tag, what in MUST_AGREE.items()]
+    checks.append(("test sets (bootstrap key)", a.uncertainty.key, b.uncertainty.key))
+    for what, left, right in checks:
         if left != right:
             raise BenchError(f"{a.name} and {b.name}: different {what} ({left} vs {right}); "
                              "paired differences need the same model, images and protocol")
