@@ -82,10 +82,6 @@ class SearchSpace:
 
     dims: dict[str, Dimension] = field(default_factory=default_dimensions)
 
-    @property
-    def sweet_spot_sampled(self) -> bool:
-        return self.dims["sweet_spot"] != Choice((AUTO,))
-
     def suggest(self, trial: optuna.Trial) -> TrialSettings:
         """The trial's settings, asked of Optuna; every setting becomes a trial param (fixed ones too)."""
         params: dict[str, Value] = {}

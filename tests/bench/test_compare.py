@@ -76,7 +76,7 @@ def test_the_sweet_spot_claim_counts_only_where_the_interval_excludes_zero(store
     result = compare(uri, "study:0", "study:1")
     spot = expected(scores[0], 2, scores[0], 4)
     assert spot.hi < 0
-    assert f"sweet spot of study:0: step 2 is better than the last step (4) by " in result.output
+    assert "sweet spot of study:0: step 2 is better than the last step (4) by " in result.output
     assert spot.verdict("step 2", "the last step (4)") in result.output
     assert "sweet spot of study:1" not in result.output  # its best step is its last: no claim to make
     at_three = compare(uri, "study:1", "study:2", "--step", "3").output
