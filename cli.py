@@ -142,7 +142,7 @@ def data_build(
 ):
     """Build a lab-layout benchmark: duplicates removed, split, free-form masks, test_gt.csv.
 
-    Example: bench data build --source ../shared/catfaces/images --out data/catfaces
+    Example: bench data build --source path/to/catfaces/images --out data/catfaces
     """
     from bench.data import build_benchmark
 
