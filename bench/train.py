@@ -16,11 +16,10 @@ from bench.tracking import environment_tags, setup_mlflow
 from maskgit.checkpoints import CheckpointError, load_checkpoint
 from maskgit.model import MaskGIT
 from maskgit.presets import preset
-from maskgit.training import TrainCallback, TrainConfig, latest_checkpoint, train_transformer, train_vqgan
+from maskgit.training import (SELECTION_METRICS, TrainCallback, TrainConfig, latest_checkpoint, train_transformer,
+                              train_vqgan)
 
 RUN_ID_FILE = "mlflow_run_id"
-# --keep-best's choices per stage: the validation metrics each stage reports
-KEEP_BEST = {"vqgan": ("val_psnr", "val_l1", "val_recon_fid"), "transformer": ("val_loss", "val_masked_accuracy")}
 
 
 class ReconstructionFID:
@@ -78,9 +77,9 @@ def training_data(data: Path, train_images: torch.Tensor, val_images: torch.Tens
 
 
 def _check_keep_best(stage: str, cfg: TrainConfig) -> None:
-    if cfg.keep_best is not None and cfg.keep_best not in KEEP_BEST[stage]:
+    if cfg.keep_best is not None and cfg.keep_best not in SELECTION_METRICS[stage]:
         raise BenchError(f"--keep-best: '{cfg.keep_best}' is not a {stage} validation metric; "
-                         f"known: {', '.join(KEEP_BEST[stage])}")
+                         f"known: {', '.join(SELECTION_METRICS[stage])}")
 
 
 def _run(stage: str, model: MaskGIT, data: Path, out: Path, cfg: TrainConfig, resume: bool,

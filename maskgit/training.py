@@ -32,8 +32,9 @@ from .vqgan import PatchDiscriminator
 
 STATE_FILE = "training_state.pt"
 BEST_DIR = "best"  # --keep-best's copy of the best epoch (weights and config, no training state)
-# validation metrics an epoch can be selected by, +1 where higher is better, -1 where lower is
-SELECTION_METRICS = {"val_psnr": 1, "val_l1": -1, "val_recon_fid": -1, "val_loss": -1, "val_masked_accuracy": 1}
+# per stage, the validation metrics an epoch can be selected by: +1 where higher is better, -1 where lower is
+SELECTION_METRICS = {"vqgan": {"val_psnr": 1, "val_l1": -1, "val_recon_fid": -1},
+                     "transformer": {"val_loss": -1, "val_masked_accuracy": 1}}
 ADAPTIVE_WEIGHT_MAX = 1e4  # the VQGAN paper's clamp of its adaptive adversarial weight
 
 
@@ -46,7 +47,7 @@ class TrainConfig:
     device: str = "cpu"
     autocast: bool | None = None  # bf16 autocast (model.bf16_autocast); None = on for CUDA only
     progress: bool = True
-    keep_best: str | None = None  # also keep the best epoch by this validation metric (SELECTION_METRICS)
+    keep_best: str | None = None  # also keep the best epoch by this validation metric (SELECTION_METRICS of its stage)
     # stage 1
     disc_start: int = 2000  # steps of pure reconstruction before the adversarial loss starts
     disc_weight: float = 0.1
@@ -165,7 +166,7 @@ class _Checkpointing:
         name = self.cfg.keep_best
         if name is None:
             return False
-        value, sign = metrics[name], SELECTION_METRICS[name]
+        value, sign = metrics[name], SELECTION_METRICS[self.stage][name]
         if self.best is not None and self.best["metric"] == name and sign * value <= sign * self.best["value"]:
             return False
         self.best = {"metric": name, "value": value, "epoch": epoch + 1}
@@ -190,10 +191,10 @@ class _Checkpointing:
         return last
 
 
-def _check_keep_best(cfg: TrainConfig) -> None:
-    if cfg.keep_best is not None and cfg.keep_best not in SELECTION_METRICS:
-        known = ", ".join(SELECTION_METRICS)
-        raise ValueError(f"keep_best {cfg.keep_best!r} is not a selection metric; known: {known}")
+def _check_keep_best(cfg: TrainConfig, stage: str) -> None:
+    if cfg.keep_best is not None and cfg.keep_best not in SELECTION_METRICS[stage]:
+        known = ", ".join(SELECTION_METRICS[stage])
+        raise ValueError(f"keep_best {cfg.keep_best!r} is not a selection metric of the {stage}; known: {known}")
 
 
 def cosine_lr(step: int, total: int, peak: float, floor: float = 0.0, warmup: int = 0) -> float:
@@ -262,7 +263,7 @@ def train_vqgan(model: MaskGIT, train_images: torch.Tensor, val_images: torch.Te
                 cfg: TrainConfig, callback: TrainCallback | None = None, resume: bool = False,
                 meta: dict | None = None) -> Path:
     """Stage 1: L1 reconstruction + codebook/commitment + hinge PatchGAN loss after `disc_start` steps."""
-    _check_keep_best(cfg)
+    _check_keep_best(cfg, "vqgan")
     out, callback, device = _prepared(out, callback, cfg)
     vq = model.vqgan
     disc = PatchDiscriminator(vq.cfg.image_channels, base_channels=32, n_layers=2)
@@ -444,7 +445,7 @@ def train_transformer(model: MaskGIT, train_images: torch.Tensor, val_images: to
                       cfg: TrainConfig, callback: TrainCallback | None = None, resume: bool = False,
                       meta: dict | None = None) -> Path:
     """Stage 2: masked visual token modelling on tokens of the frozen VQGAN (AdamW, warm-up, cosine decay)."""
-    _check_keep_best(cfg)
+    _check_keep_best(cfg, "transformer")
     if not 0.0 <= cfg.hole_masks <= 1.0:
         raise ValueError(f"hole_masks must be a fraction in [0, 1], got {cfg.hole_masks}")
     out, callback, device = _prepared(out, callback, cfg)

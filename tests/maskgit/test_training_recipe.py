@@ -159,6 +159,8 @@ def test_best_epoch_by_a_higher_is_better_metric(tmp_path):
 def test_an_unknown_selection_metric_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="keep_best 'fid' is not a selection metric"):
         train_vqgan(tiny_vqgan(), blobs(16, 0), blobs(8, 1), tmp_path / "x", config(keep_best="fid"))
+    with pytest.raises(ValueError, match="keep_best 'val_loss' is not a selection metric of the vqgan"):
+        train_vqgan(tiny_vqgan(), blobs(16, 0), blobs(8, 1), tmp_path / "x", config(keep_best="val_loss"))
     assert not (tmp_path / "x").exists()
 
 
