@@ -421,15 +421,20 @@ def fid_between(
     weights: Path | None = None,
 ) -> FIDResult:
     """`bench fid`: FID with its interval (and KID) of a folder of predictions against ground truth, file
-    k paired with file k; reference cached. The bootstrap key is the hash of the pair of image sets."""
+    k paired with file k; reference cached. The bootstrap key is the ground truth's (`ground_truth_key`)."""
     check_protocol(protocol)
     pred, truth = load_fid_inputs(pred_dir, gt)
     extractor = InceptionFeatures(protocol, device=device, batch_size=batch_size, weights=weights)
     ref = FIDReference.load_or_compute(truth, protocol, extractor=extractor)
-    result = fid_with_interval(ref, pred, pair_key(pred, truth), extractor=extractor)
+    result = fid_with_interval(ref, pred, ground_truth_key(truth), extractor=extractor)
     return result if kid else replace(result, kid_mean=None, kid_std=None)
 
 
-def pair_key(pred: torch.Tensor, truth: torch.Tensor) -> str:
-    """The bootstrap key of two image sets: 16 hex digits of the hash of both sets' pixel hashes."""
-    return hashlib.sha256(f"{pixels_sha(pred)}-{pixels_sha(truth)}".encode()).hexdigest()[:16]
+def ground_truth_key(truth: torch.Tensor) -> str:
+    """The bootstrap key of `bench fid`: 16 hex digits of the ground truth's pixel hash (its images in order).
+
+    Keyed on the ground truth alone, as a sweep keys on its test set, so two prediction folders
+    scored against one ground truth are resampled on the same images and their replicates pair
+    (docs/architecture.md#uncertainty).
+    """
+    return pixels_sha(truth)[:16]

@@ -29,11 +29,13 @@ from bench.fid import (
     fid_curve,
     fid_score,
     frechet_distance,
+    ground_truth_key,
     load_fid_inputs,
-    pair_key,
+    pixels_sha,
 )
 from bench.inception_weights import fid_helper_torchscript, resolve_inception_weights, torchscript_feature_error, weights_sha
 from bench.stats import ReferenceGram, summarize
+from bench.stats import summary as summary_module
 from bench.toyfaces import generate_toyfaces
 from cli import app
 
@@ -270,13 +272,37 @@ def test_cli_fid_prints_fid_kid_protocol_count_and_weights(tmp_path, gt_faces, o
     for expected in ("FID ", "KID ", "protocol tf", "N pred 6", "N ref 6", sha):
         assert expected in from_folder.stdout
     assert from_csv.stdout == from_folder.stdout
-    # the interval and KID's spread are bench.stats' on the two sets' features, keyed by the pair
+    # the interval and KID's spread are bench.stats' on the two sets' features, keyed by the ground truth
     images, truth = load_fid_inputs(pred, gt)
     extractor = InceptionFeatures("tf", device="cpu")
     expected = summarize(ReferenceGram.of(extractor.features(truth).numpy()), extractor.features(images).numpy(),
-                         pair_key(images, truth))
+                         ground_truth_key(truth))
     assert f"FID {expected.fid:.4f} [{expected.lo:.2f}, {expected.hi:.2f}]" in from_folder.stdout
     assert f"KID {expected.kid:.6f} ± {expected.kid_std:.6f}" in from_folder.stdout and expected.kid_std > 0
+
+
+def test_cli_fid_runs_against_one_ground_truth_share_resampled_indices(tmp_path, gt_faces, other_faces, monkeypatch):
+    drawn: list[tuple[str, np.ndarray]] = []
+    original = summary_module.bootstrap_indices
+
+    def recorded(key, n, *args, **kwargs):
+        indices = original(key, n, *args, **kwargs)
+        drawn.append((key, indices))
+        return indices
+
+    monkeypatch.setattr(summary_module, "bootstrap_indices", recorded)
+    gt = write_pngs(tmp_path / "gt", gt_faces[:6])
+    other_gt = write_pngs(tmp_path / "other-gt", gt_faces[6:])
+    first = write_pngs(tmp_path / "first", other_faces[:6])
+    second = write_pngs(tmp_path / "second", other_faces[6:])
+    runner = CliRunner()
+    for pred, truth in ((first, gt), (second, gt), (first, other_gt)):
+        result = runner.invoke(app, ["fid", str(pred), str(truth), "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+    (key_a, indices_a), (key_b, indices_b), (key_c, _) = drawn
+    assert key_a == key_b == pixels_sha(gt_faces[:6])[:16]  # the ground truth's hash, not the predictions'
+    np.testing.assert_array_equal(indices_a, indices_b)
+    assert key_c == pixels_sha(gt_faces[6:])[:16] != key_a
 
 
 def _bad_inputs(tmp_path: Path, case: str) -> tuple[list[str], str]:
