@@ -3,7 +3,6 @@ figure the data cannot support raises MissingData, which becomes a note in repor
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import warnings
@@ -337,7 +336,6 @@ def best_trial_figures(data: ReportData, out: Path) -> Section:
     """The best trial's progression grid and latent masks, as recorded by the sweep."""
     best = data.trials.iloc[0]
     copied = []
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # two small files: no bars
     with tempfile.TemporaryDirectory() as folder:
         for name in ("progression.png", "latent_mask.png"):
             try:

@@ -10,7 +10,6 @@ and a verdict. Nothing recorded is written.
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from dataclasses import dataclass
@@ -83,7 +82,6 @@ class RecordedTrial:
 
 def read_uncertainty(client, run_id: str) -> Uncertainty | None:
     """The run's uncertainty.npz, or None when it has none (recorded before intervals existed)."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file: no bar
     names = {artifact.path for artifact in client.list_artifacts(run_id)}
     if UNCERTAINTY_FILE not in names:
         return None

@@ -43,9 +43,11 @@ def tracking_client(tracking_uri: str):
     """An MlflowClient on the store, which must be reachable (a sqlite store is created here).
 
     Create it in the parent process before starting workers: processes creating one fresh sqlite
-    store at once race on its schema migrations.
+    store at once race on its schema migrations. The artifacts bench reads and writes are a few small
+    files each, so MLflow's per-file progress bars are off (unless the user set the variable).
     """
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow import MlflowClient
 
     database = sqlite_path(tracking_uri)

@@ -4,12 +4,16 @@ uncertainty data are one-line errors with exit 2, and nothing recorded changes."
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
+from bench.compare import read_uncertainty
 from bench.stats import paired_difference
+from bench.tracking import tracking_client
 from cli import app
 from recorded_trials import log_trial, per_image_scores, uncertainty_arrays
 
@@ -133,3 +137,18 @@ def test_other_bootstrap_indices_are_refused_even_on_equal_hashes(store):
     result = compare(uri, "study:0", "study:6")
     assert result.exit_code == 2
     assert "different test sets (bootstrap key) (0123456789abcdef vs another-key)" in result.output
+
+
+PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+def test_artifact_progress_bars_are_turned_off_once_where_the_client_is_made(store, monkeypatch):
+    client, uri, _, runs = store
+    monkeypatch.delenv(PROGRESS_BAR, raising=False)
+    assert read_uncertainty(client, runs[0]) is not None
+    assert PROGRESS_BAR not in os.environ  # a read changes no setting
+    tracking_client(uri)
+    assert os.environ[PROGRESS_BAR] == "false"
+    monkeypatch.setenv(PROGRESS_BAR, "true")
+    tracking_client(uri)
+    assert os.environ[PROGRESS_BAR] == "true"  # the user's own setting stands
