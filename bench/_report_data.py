@@ -68,9 +68,9 @@ class ReportData:
 def load_report_data(tracking_uri: str, studies: Sequence[str] = (), experiments: Sequence[str] = (),
                      storage: str | None = None) -> ReportData:
     """The recorded trials of the named studies (MLflow experiments); the newest study if none is named."""
-    from bench.tracking import tracking_client
+    from bench.tracking import recorded_store_client
 
-    client = tracking_client(tracking_uri)
+    client = recorded_store_client(tracking_uri)
     names = [*studies, *experiments] or [_newest_study(client, tracking_uri)]
     experiment_ids = {}
     for name in dict.fromkeys(names):

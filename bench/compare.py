@@ -168,9 +168,9 @@ class Comparison:
 
 def compare_trials(tracking_uri: str, spec_a: str, spec_b: str, step: int | None = None) -> Comparison:
     """`bench compare`: read both trials, check they pair, and measure the difference and the sweet spots."""
-    from bench.tracking import tracking_client
+    from bench.tracking import recorded_store_client
 
-    client = tracking_client(tracking_uri)
+    client = recorded_store_client(tracking_uri)
     a, b = (load_trial(client, spec, tracking_uri) for spec in (spec_a, spec_b))
     check_comparable(a, b)
     step_a, step_b = step_of(a, step), step_of(b, step)

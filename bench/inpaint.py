@@ -19,7 +19,7 @@ from bench.errors import BenchError
 from bench.fid import FIDResult, fid_with_interval
 from bench.defaults import DEFAULT_CHECKPOINT, DEFAULT_PROTOCOL, DEFAULT_TRACKING_URI
 from bench.session import load_model, open_evaluator
-from bench.tracking import tracking_client
+from bench.tracking import recorded_store_client
 from bench.trial import SETTING_TYPES, TrialSettings, parse_setting
 from bench.trial_results import save_png
 
@@ -40,7 +40,7 @@ class RecordedTrial:
 def recorded_trial(run_id: str, tracking_uri: str) -> RecordedTrial:
     from mlflow.exceptions import MlflowException
 
-    client = tracking_client(tracking_uri)
+    client = recorded_store_client(tracking_uri)
     try:
         run = client.get_run(run_id)
     except MlflowException:

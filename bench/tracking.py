@@ -62,6 +62,20 @@ def tracking_client(tracking_uri: str):
     return client
 
 
+def recorded_store_client(tracking_uri: str):
+    """`tracking_client` for commands that read what sweeps recorded (compare, report, inpaint --from-run):
+    a sqlite store must already exist, else MLflow would create an empty one at a mistyped path."""
+    require_existing_database(tracking_uri)
+    return tracking_client(tracking_uri)
+
+
+def require_existing_database(tracking_uri: str) -> None:
+    """Refuse a sqlite:/// URI whose database file does not exist (other stores are checked on connecting)."""
+    database = sqlite_path(tracking_uri)
+    if database is not None and not database.is_file():
+        raise BenchError(f"--tracking-uri {tracking_uri}: no such database {database} (run `bench sweep` first)")
+
+
 def sqlite_path(tracking_uri: str) -> Path | None:
     """The database file of a sqlite:/// URI (relative to the working directory unless absolute)."""
     prefix = "sqlite:///"
@@ -115,9 +129,7 @@ def run_mlflow_ui(tracking_uri: str, host: str, port: int) -> None:
     """
     import sys
 
-    database = sqlite_path(tracking_uri)
-    if database is not None and not database.is_file():
-        raise BenchError(f"--tracking-uri {tracking_uri}: no such database (run `bench sweep` first)")
+    require_existing_database(tracking_uri)
     command = mlflow_ui_command(tracking_uri, host, port)
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     sys.stdout.flush()

@@ -160,6 +160,28 @@ def test_dashboard_refuses_a_journal_that_does_not_exist(tmp_path):
     assert "no such journal file" in result.stderr and not (tmp_path / "typo.journal").exists()
 
 
+READ_ONLY_COMMANDS = {
+    "compare": ["compare", "study:0", "study:1"],
+    "report": ["report", "--out", "report"],
+    "inpaint --from-run": ["inpaint", "--from-run", "0" * 32, "--out", "out"],
+    "ui": ["ui"],
+}
+"""Commands that read what sweeps recorded: a mistyped sqlite store must not be created empty."""
+
+
+@pytest.mark.parametrize("command", list(READ_ONLY_COMMANDS))
+def test_reading_commands_refuse_a_missing_sqlite_store_and_create_none(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    database = tmp_path / "typo" / "mlflow.db"
+    (tmp_path / "typo").mkdir()
+    uri = f"sqlite:///{database}"
+    result = invoke([*READ_ONLY_COMMANDS[command], "--tracking-uri", uri])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [f"error: --tracking-uri {uri}: no such database {database} "
+                                          "(run `bench sweep` first)"]
+    assert list(tmp_path.rglob("*")) == [tmp_path / "typo"]  # no store, no output folder
+
+
 def test_dashboard_without_its_extra_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # import fails as if not installed
     result = invoke(["dashboard", "--storage", tmp_path / "studies.journal"])
