@@ -146,11 +146,15 @@ def _trials_frame(runs: list) -> pd.DataFrame:
     return frame.sort_values("best_fid", kind="stable").reset_index(drop=True)
 
 
+LOCAL_PATH_PARAMS = {"data_path": "data", "checkpoint_path": "checkpoint"}
+"""Params that hold a folder on the recording machine -> the param holding its portable name."""
+
+
 def portable_params(params: dict[str, str]) -> dict[str, str]:
-    """A run's params as trials.csv shows them: the test set by its portable name, no local folder
-    (runs recorded before `data_path` carried the folder in `data`)."""
-    shown = {name: value for name, value in params.items() if name != "data_path"}
-    return {**shown, "data": portable_name(params["data"])} if "data" in params else shown
+    """A run's params as trials.csv shows them: the test set and model by their portable names, no local
+    folder (runs recorded before `data_path`/`checkpoint_path` carried the folder in `data`/`checkpoint`)."""
+    shown = {name: value for name, value in params.items() if name not in LOCAL_PATH_PARAMS}
+    return {**shown, **{name: portable_name(params[name]) for name in LOCAL_PATH_PARAMS.values() if name in params}}
 
 
 CURVE_METRICS = ("fid", "fid_ci_low", "fid_ci_high")
@@ -191,7 +195,8 @@ def _single_provenance(runs: list) -> dict[str, str]:
     counts = {run.data.params.get("n_images") for run in runs}
     if len(counts) > 1:
         raise BenchError(f"--study: these studies used different numbers of test images ({', '.join(sorted(counts))})")
-    return {**seen, "checkpoint": params.get("checkpoint", ""), "data": portable_name(params.get("data", "")),
+    return {**seen, "checkpoint": portable_name(params.get("checkpoint", "")),
+            "data": portable_name(params.get("data", "")),
             "data_path": params.get("data_path", params.get("data", "")), "n_images": params.get("n_images", "")}
 
 

@@ -133,12 +133,20 @@ def run_tags(config: SweepConfig, evaluator: Evaluator) -> dict[str, str]:
 
 def run_params(config: SweepConfig, test: TestSet) -> dict[str, object]:
     """What every trial run records besides its settings: enough to replay it (`bench inpaint --from-run`
-    reads `data_path`); `data` is the test set's portable name, which reports print beside the
-    `data_hash` tag (a machine path has no place in a committed report)."""
-    checkpoint = Path(config.checkpoint)
+    reads `data_path` and `checkpoint_path`); `data` and `checkpoint` are portable names, which reports
+    print beside the `data_hash` and `checkpoint_sha` tags (a machine path has no place in a committed
+    report)."""
     return {"data": portable_name(test.root.absolute()), "data_path": str(test.root), "n_images": len(test),
-            "protocol": config.protocol,
-            "checkpoint": str(checkpoint.resolve()) if checkpoint.exists() else config.checkpoint}
+            "protocol": config.protocol, **checkpoint_params(config.checkpoint)}
+
+
+def checkpoint_params(spec: str) -> dict[str, str]:
+    """`checkpoint`: a shipped model's name, or a folder's last two path components (`runs/toy-t8`);
+    `checkpoint_path`: where it lies on this machine (resolved), or the shipped name."""
+    checkpoint = Path(spec)
+    if not checkpoint.exists():  # a shipped name (anything else failed to load before a run exists)
+        return {"checkpoint": spec, "checkpoint_path": spec}
+    return {"checkpoint": portable_name(checkpoint.absolute()), "checkpoint_path": str(checkpoint.resolve())}
 
 
 def log_sweep_params(client, run_id: str, config: SweepConfig, evaluator: Evaluator, trials: int) -> None:

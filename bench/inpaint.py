@@ -49,8 +49,9 @@ def recorded_trial(run_id: str, tracking_uri: str) -> RecordedTrial:
     settings = {name: value for name, value in params.items() if name in SETTING_TYPES}
     if not settings:
         raise BenchError(f"--from-run {run_id}: not a trial run (it records no decoding settings)")
-    best_step = metrics.get("best_step")
-    return RecordedTrial(settings, params.get("data_path", params.get("data")), params.get("checkpoint"),
+    best_step = metrics.get("best_step")  # runs recorded before data_path and checkpoint_path: the paths
+    return RecordedTrial(settings, params.get("data_path", params.get("data")),
+                         params.get("checkpoint_path", params.get("checkpoint")),
                          int(params["n_images"]) if "n_images" in params else None, params.get("protocol"),
                          None if best_step is None else int(best_step), metrics.get("best_fid"))
 

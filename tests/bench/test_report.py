@@ -19,7 +19,7 @@ from mlflow.entities import Metric
 from PIL import Image
 from typer.testing import CliRunner
 
-from bench._report_data import _unknown_counts
+from bench._report_data import _unknown_counts, portable_params
 from bench._report_markdown import number_text
 from bench.data import load_test_set
 from bench.errors import BenchError
@@ -99,20 +99,34 @@ def test_the_report_is_logged_to_the_studys_parent_run(recorded, tmp_path):
     assert "mlflow.parentRunId" not in client.get_run(result.logged_to[0]).data.tags
 
 
-def test_the_test_set_is_named_portably_never_by_its_folder(recorded, tmp_path, tiny_test_set):
+def test_the_test_set_is_named_portably_never_by_its_folder(recorded, tmp_path, tiny_checkpoint, tiny_test_set):
     """report.md and trials.csv name the test set by its last two path components and its content hash
-    (reports are committed); the folder it was read from serves only to count N0 where it exists."""
+    (reports are committed); the folder it was read from serves only to count N0 where it exists.
+    The model likewise, by its folder's last two components beside its weights' hash."""
     result = report(recorded, tmp_path, "grid", log=False)
     markdown, table = (result.out / "report.md").read_text(), (result.out / "trials.csv").read_text()
     assert str(tiny_test_set) not in markdown and str(tiny_test_set) not in table
+    assert str(tiny_checkpoint) not in markdown and str(tiny_checkpoint) not in table
+    model = f"{tiny_checkpoint.parent.name}/tiny"
+    assert f"- Model `{model}` (sha256 " in markdown
     data_hash = load_test_set(tiny_test_set).content_hash()
     name = f"{tiny_test_set.parent.name}/test"
     assert f"test set `{name}` (6 images, data hash {data_hash})" in markdown
     trials = pd.read_csv(result.out / "trials.csv")
     assert set(trials["data"]) == {name} and "data_path" not in trials
+    assert set(trials["checkpoint"]) == {model} and "checkpoint_path" not in trials
     provenance = {"data_path": str(tiny_test_set), "n_images": "6", "data_hash": data_hash}
     assert len(_unknown_counts(provenance)) == 6  # read here; on another machine the folder is gone:
     assert _unknown_counts({**provenance, "data_path": str(tmp_path / "elsewhere" / "test")}) is None
+
+
+def test_runs_recorded_with_local_paths_are_shown_by_portable_names():
+    """Runs from before `data_path`/`checkpoint_path` held the folders in `data`/`checkpoint`."""
+    old = {"schedule": "cosine", "data": "/home/me/benchmarks/catfaces/test", "checkpoint": "/home/me/runs/toy-t8"}
+    assert portable_params(old) == {"schedule": "cosine", "data": "catfaces/test", "checkpoint": "runs/toy-t8"}
+    new = {"data": "catfaces/test", "data_path": "/x/catfaces/test", "checkpoint": "toyfaces",
+           "checkpoint_path": "toyfaces"}
+    assert portable_params(new) == {"data": "catfaces/test", "checkpoint": "toyfaces"}
 
 
 def test_missing_data_gives_notes_not_a_crash(recorded, tmp_path):

@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from bench import trial as trial_module
 from bench._sweep_outcome import _interval as shown
+from bench._sweep_runs import checkpoint_params
 from bench.data import load_test_set
 from bench.search_space import SearchSpace
 from bench.study import (OBJECTIVES, SweepOutcome, build_sweep_config, open_storage, outcome_lines, outcome_table,
@@ -62,7 +63,7 @@ def grid_params(study: optuna.Study, state=TrialState.COMPLETE) -> list[str]:
     return sorted(json.dumps(t.params, sort_keys=True) for t in study.get_trials(states=(state,)))
 
 
-def test_a_study_lands_in_optuna_and_mlflow(sweep, tmp_path, tracking_uri, tiny_test_set):
+def test_a_study_lands_in_optuna_and_mlflow(sweep, tmp_path, tracking_uri, tiny_checkpoint, tiny_test_set):
     outcome = sweep()
     assert outcome.ran == 2 and outcome.counts["COMPLETE"] == 2
     study = load(tmp_path)
@@ -92,6 +93,9 @@ def test_a_study_lands_in_optuna_and_mlflow(sweep, tmp_path, tracking_uri, tiny_
         # the test set by a portable name and its content hash; the local folder only to reopen it
         assert params["data"] == f"{tiny_test_set.parent.name}/test" and params["data_path"] == str(tiny_test_set)
         assert tags["data_hash"] == load_test_set(tiny_test_set).content_hash()
+        # the model likewise: a portable name beside the weights' hash; the local folder only to reopen it
+        assert params["checkpoint"] == f"{tiny_checkpoint.parent.name}/tiny"
+        assert params["checkpoint_path"] == str(tiny_checkpoint.resolve())
         history = client.get_metric_history(run.info.run_id, "fid")
         assert sorted(m.step for m in history) == [1, 2]
         assert {m.step: m.value for m in history} == trial.intermediate_values
@@ -102,6 +106,11 @@ def test_a_study_lands_in_optuna_and_mlflow(sweep, tmp_path, tracking_uri, tiny_
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert artifacts == {"curve.csv", "progression.png", "latent_mask.png", "uncertainty.npz"}
     assert "study study" in outcome_table(outcome).title
+
+
+def test_a_shipped_model_is_recorded_by_its_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no folder named like the shipped model here
+    assert checkpoint_params("toyfaces") == {"checkpoint": "toyfaces", "checkpoint_path": "toyfaces"}
 
 
 def table_rows(table) -> list[dict[str, str]]:
