@@ -101,6 +101,14 @@ def format_quality(report: dict) -> list[str]:
     return lines
 
 
+def data_description(evaluator: Evaluator) -> str:
+    """The `data` a model card's numbers were measured on, always generated (never written by hand):
+    the test set's portable name, content hash and size, e.g. `catfaces/test (content hash
+    82aaa447417cd22d, 747 test images)`; the same on every machine, so the card can be committed."""
+    test = evaluator.test
+    return f"{portable_name(test.root.absolute())} (content hash {evaluator.data_hash}, {len(test)} test images)"
+
+
 def evaluate_checkpoint(checkpoint: str, data: str | None, limit: int | None, device: str, batch_size: int | None,
                         best: TrialSettings, composites: Sequence[str], out: Path | None) -> dict:
     """`bench evaluate`: the model card's numbers for a checkpoint on a benchmark's test set."""
@@ -108,7 +116,7 @@ def evaluate_checkpoint(checkpoint: str, data: str | None, limit: int | None, de
 
     evaluator = open_evaluator(checkpoint, data, limit, device, batch_size=batch_size)
     report = {"checkpoint": checkpoint, "weights_sha256": evaluator.checkpoint_sha,
-              "data": portable_name(evaluator.test.root.absolute()), "data_hash": evaluator.data_hash,
+              "data": data_description(evaluator), "data_hash": evaluator.data_hash,
               **model_quality(evaluator, best, composites)}
     if out is not None:
         write_quality(report, out)

@@ -21,8 +21,10 @@ def test_evaluate_reports_every_model_card_number(tiny_checkpoint, tiny_test_set
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["n_test_images"] == 6 and report["protocol"] == "tf"
-    assert report["data"] == f"{tiny_test_set.parent.name}/test"  # portable: the card is committed
-    assert report["data_hash"] == load_test_set(tiny_test_set).content_hash()
+    data_hash = load_test_set(tiny_test_set).content_hash()
+    # generated, portable (the card is committed): the folder's last two components, content hash, count
+    assert report["data"] == f"{tiny_test_set.parent.name}/test (content hash {data_hash}, 6 test images)"
+    assert report["data_hash"] == data_hash
     assert str(tiny_test_set) not in out.read_text()
     assert 0 < report["codebook_usage"] <= 1 and 0 <= report["masked_token_accuracy"] <= 1
     assert report["reconstruction_psnr"] > 0 and report["reconstruction_fid"] > 0
