@@ -59,10 +59,16 @@ class ReportData:
     def at_steps(self, steps: int) -> pd.DataFrame:
         return self.trials[self.trials["steps"] == steps]
 
+    def setting_columns(self) -> list[str]:
+        """The settings the trials recorded; their seeds as the list each decoded with (`seed` is only
+        the first of them when a trial ran several)."""
+        seeds = "seed_list" if "seed_list" in self.trials and self.trials["seed_list"].notna().all() else "seed"
+        return [seeds if c == "seed" else c for c in SETTING_COLUMNS if c in self.trials]
+
     def varied(self) -> list[str]:
         """Settings that differ between trials (schedule and T always)."""
-        return [c for c in SETTING_COLUMNS if c in self.trials
-                and (c in ("schedule", "steps") or self.trials[c].astype(str).nunique() > 1)]
+        return [c for c in self.setting_columns()
+                if c in ("schedule", "steps") or self.trials[c].astype(str).nunique() > 1]
 
 
 def load_report_data(tracking_uri: str, studies: Sequence[str] = (), experiments: Sequence[str] = (),

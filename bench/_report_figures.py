@@ -14,8 +14,15 @@ import numpy as np
 import pandas as pd
 
 from bench._report_data import ReportData, describe_trial
+from bench._report_verdicts import (
+    TOP_ROWS,
+    beats_last_step,
+    versus_best,
+    versus_reference,
+)
 from bench.baselines import reference_label
 from bench.errors import BenchError
+from bench.stats import Difference
 from maskgit.schedules import get_schedule, masked_fractions, schedule_names
 
 MIN_TRIALS_FOR_IMPORTANCE = 4
@@ -128,7 +135,10 @@ def fig_fid_vs_step(data: ReportData, style: ReportStyle, path: Path) -> str:
     _save(fig, path)
     banded = bands["fid_ci_low"].notna().any()
     band = ("the band is that trial's 95% interval, logged beside each FID (bootstrap over the test images, "
-            "and over seeds when the trial ran several): it covers the FID expected at this number of images"
+            "and over seeds when the trial ran several): it covers the FID expected at this number of images, "
+            "and most of its width is which images were drawn, which every trial shares, so overlapping bands "
+            "do not make two curves indistinguishable (the paired differences of the next figure and the "
+            "table's `vs best` column decide that)"
             if banded else "no intervals were logged with these runs (recorded before intervals existed), so "
             "no bands are drawn")
     return (f"Each line is a schedule's best trial at T = {style.steps}: its FID after step s; {band}. Reference "
@@ -199,6 +209,46 @@ def fig_best_and_final_vs_steps(data: ReportData, style: ReportStyle, path: Path
             "and seeds), not a spread over different settings.")
 
 
+def differences_from_best(data: ReportData) -> list[tuple[str, Difference, bool]]:
+    """(label, FID minus the best trial's, whether it is a reference fill) for the best trials after the
+    first and the harmonic fill, each paired with the best on the same images; pairless ones are left out."""
+    top = data.trials.head(TOP_ROWS)
+    rows = [(f"trial {row['trial']}: {row['schedule']}, T = {row['steps']}, step {row['best_step']}", difference, False)
+            for (_, row), difference in list(zip(top.iterrows(), versus_best(data, top)))[1:] if difference is not None]
+    harmonic = versus_reference(data, top.iloc[0], "harmonic")
+    if harmonic is not None:  # best minus harmonic, turned round: harmonic minus best
+        rows.append((reference_label("harmonic"), Difference(-harmonic.estimate, -harmonic.hi, -harmonic.lo), True))
+    return rows
+
+
+def fig_versus_best(data: ReportData, style: ReportStyle, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    rows = differences_from_best(data)
+    if not any(not reference for _, _, reference in rows):
+        raise MissingData("no second trial shares uncertainty data with the best one, so nothing pairs with it")
+    best = data.trials.iloc[0]
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(rows) + 1.6))
+    for position, (label, difference, reference) in enumerate(rows):
+        colour = "0.45" if reference else "tab:red" if difference.detectable else "tab:green"
+        ax.errorbar(difference.estimate, position, xerr=[[difference.estimate - difference.lo],
+                                                           [difference.hi - difference.estimate]],
+                    fmt="s" if reference else "o", color=colour, capsize=3)
+    ax.axvline(0, color="black", linewidth=1)
+    ax.set_yticks(range(len(rows)), [label for label, _, _ in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.plot([], [], "o", color="tab:green", label="statistically indistinguishable from the best (interval spans 0)")
+    ax.plot([], [], "o", color="tab:red", label="detectably worse than the best")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set(xlabel=f"FID minus the best trial's ({best['best_fid']:.2f}, trial {best['trial']}), "
+                  "paired 95% interval", title="How far each setting is from the best, on the same images")
+    _save(fig, path)
+    return (f"Each of the best trials after trial {best['trial']} (the best), and the harmonic fill: its FID minus the "
+            "best one's, with the 95% interval of that paired difference (both resampled on the same images and "
+            "seeds, so it is much narrower than the two FIDs' own intervals). Green: the interval includes 0, the "
+            "setting is statistically indistinguishable from the best; red: detectably worse.")
+
+
 def fig_temperature(data: ReportData, style: ReportStyle, path: Path) -> str:
     import matplotlib.pyplot as plt
 
@@ -225,28 +275,49 @@ def fig_temperature(data: ReportData, style: ReportStyle, path: Path) -> str:
             "trial's logged 95% interval.")
 
 
+def sweet_spot_boxes(data: ReportData, curves: pd.DataFrame) -> list[tuple[int, int, bool | None]]:
+    """(T, sweet spot, whether it detectably beats step T) per T of one schedule's curves; the verdict
+    is the paired one of the trial when a single trial ran that T (None: several trials, or no
+    uncertainty data, so no claim)."""
+    boxes = []
+    for steps, rows in curves.groupby("steps"):
+        mean = rows.groupby("step")["fid"].mean()
+        best = int(mean.idxmin())
+        runs = rows["run_id"].unique()
+        boxes.append((int(steps), best, beats_last_step(data, runs[0], best) if len(runs) == 1 else None))
+    return boxes
+
+
 def fig_sweet_spot_heatmap(data: ReportData, style: ReportStyle, path: Path) -> str:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     curves = data.curves.merge(data.trials[["run_id", "schedule", "steps"]], on="run_id")
     names = [s for s in style.palette if s in set(curves["schedule"])][:4]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names) + 1, 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        grid = curves[curves["schedule"] == name].pivot_table(index="steps", columns="step", values="fid", aggfunc="mean")
-        sns.heatmap(grid, ax=ax, cmap="viridis_r", cbar_kws={"label": "mean FID (bright: lower)"},
-                    annot=grid.shape[1] <= 13, fmt=".1f", annot_kws={"fontsize": 6})
+    shown = curves[curves["schedule"].isin(names)]["fid"]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names) + 1.2, 3.6), squeeze=False)
+    for index, (ax, name) in enumerate(zip(axes[0], names)):
+        rows = curves[curves["schedule"] == name]
+        grid = rows.pivot_table(index="steps", columns="step", values="fid", aggfunc="mean")
+        last = index == len(names) - 1  # one colour scale for every panel, so colours compare across schedules
+        sns.heatmap(grid, ax=ax, cmap="viridis_r", vmin=shown.min(), vmax=shown.max(), cbar=last,
+                    cbar_kws={"label": "FID (bright: lower)"} if last else None,
+                    annot=grid.shape[1] <= 13, fmt=".1f", annot_kws={"fontsize": 7})
         ax.grid(False)
-        for row, (steps, values) in enumerate(grid.iterrows()):
-            best = int(values.idxmin())
-            ax.add_patch(plt.Rectangle((list(grid.columns).index(best), row), 1, 1, fill=False, edgecolor="red", lw=2))
-        ax.set(xlabel="decoding step s", ylabel="total iterations T", title=name)
+        for steps, best, beats in sweet_spot_boxes(data, rows):
+            ax.add_patch(plt.Rectangle((list(grid.columns).index(best), list(grid.index).index(steps)), 1, 1,
+                                       fill=False, edgecolor="red", lw=2, linestyle="-" if beats else ":"))
+        ax.set(xlabel="decoding step s", ylabel="total iterations T" if index == 0 else "", title=name)
     _save(fig, path)
-    return "Mean FID over (T, step) per schedule; the red box in each row is that T's sweet spot."
+    return ("FID over (T, step) per schedule, one colour scale for all (each cell: the mean over the trials of that "
+            "setting, each the mean over its seeds); the red box in each row is that T's sweet spot, solid where "
+            "it beats step T detectably (paired 95% interval of the difference below 0), dotted where it does not "
+            "(then the curve is flat within the noise there and the sweet spot is no claim).")
 
 
 def fig_optuna_history(data: ReportData, style: ReportStyle, path: Path) -> str:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     studies = [s for s in data.optuna_studies if len(s.directions) == 1]
     if not studies:
@@ -261,6 +332,7 @@ def fig_optuna_history(data: ReportData, style: ReportStyle, path: Path) -> str:
         ax.scatter(numbers, values, s=18, alpha=0.7, label=f"{study.study_name}: trials")
         ax.step(numbers, np.minimum.accumulate(values), where="post", label=f"{study.study_name}: best so far")
     ax.set(xlabel="trial number", ylabel="objective (FID)", title="Optimisation history")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8)
     _save(fig, path)
     return "Objective of each complete trial in the order Optuna ran them, and the best value so far."
@@ -269,7 +341,6 @@ def fig_optuna_history(data: ReportData, style: ReportStyle, path: Path) -> str:
 def fig_optuna_importance(data: ReportData, style: ReportStyle, path: Path) -> str:
     import matplotlib.pyplot as plt
     import optuna
-
     from optuna.trial import TrialState
 
     for study in data.optuna_studies:
@@ -321,6 +392,7 @@ def fig_pareto(data: ReportData, style: ReportStyle, path: Path) -> str:
 
 FIGURES: list[tuple[str, str, FigureFn]] = [
     ("fid_vs_step", "FID vs decoding step, per schedule", fig_fid_vs_step),
+    ("versus_best", "The best settings against the best: paired differences", fig_versus_best),
     ("schedules", "The mask schedules: formula and applied counts", fig_schedules),
     ("best_and_final_vs_steps", "Best and final FID vs total iterations T", fig_best_and_final_vs_steps),
     ("temperature", "Choice temperature", fig_temperature),

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
-from bench._report_data import SETTING_COLUMNS, ReportData, describe_trial
+from bench._report_data import ReportData, describe_trial
 from bench._report_figures import Section
-from bench._report_verdicts import confirmed_winner, versus_best, versus_reference
-from bench.compare import step_vs_last
-from bench.stats import Difference
+from bench._report_verdicts import (
+    TOP_ROWS,
+    beats_last_step,
+    confirmed_winner,
+    seed_sd_at_best,
+    versus_best,
+    versus_reference,
+)
 from bench.baselines import reference_label
-
-TOP_ROWS = 10
-
+from bench.stats import Difference
 
 
 def number_text(value: float) -> str:
@@ -38,8 +42,7 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 def fixed_settings(data: ReportData) -> str:
     """The settings no trial varied (e.g. composite = hard), so the tables need not repeat them."""
     varied = data.varied()
-    return ", ".join(f"{c} = {data.trials[c].iloc[0]}" for c in SETTING_COLUMNS
-                     if c in data.trials and c not in varied)
+    return ", ".join(f"{c} = {data.trials[c].iloc[0]}" for c in data.setting_columns() if c not in varied)
 
 
 def interval_text(row: pd.Series, prefix: str = "best_fid") -> str:
@@ -111,8 +114,8 @@ def summary_lines(data: ReportData) -> list[str]:
     top = data.trials.head(TOP_ROWS)
     differences = versus_best(data, top)[1:]
     if any(d is not None for d in differences):
-        tied = [str(trial) for trial, d in zip(top["trial"].iloc[1:], differences)
-                if d is not None and not d.detectable]
+        tied = [f"{row['trial']} ({row['schedule']}, T = {row['steps']})"
+                for (_, row), d in zip(top.iloc[1:].iterrows(), differences) if d is not None and not d.detectable]
         named = ("trials " if len(tied) > 1 else "trial ") + ", ".join(tied) if tied else "none"
         lines.append(f"- Statistically indistinguishable from the best trial ({best['trial']}; paired 95% interval "
                      f"of the difference includes 0): {named} of the "
@@ -127,26 +130,43 @@ def summary_lines(data: ReportData) -> list[str]:
             trial = f"the best trial ({best['trial']})"
             lines.append(f"- Against the harmonic fill, which learns nothing (FID {number_text(harmonic)}): "
                          f"{paired.verdict(trial, 'the harmonic fill')}.")
-    by_schedule = data.trials.groupby("schedule")["best_fid"].min().sort_values()
+    by_schedule = data.trials.groupby("schedule", sort=False).head(1)  # trials are sorted by best FID
     if len(by_schedule) > 1:
-        lines.append("- Schedules at their best: " + ", ".join(f"{name} {value:.2f}" for name, value in by_schedule.items())
-                     + ".")
+        lines.append("- Schedules at their best: " + ", ".join(
+            f"{row['schedule']} {number_text(row['best_fid'])} {interval_text(row)}".rstrip()
+            for _, row in by_schedule.iterrows()) + ".")
+    spread = seed_spread_summary(data)
+    if spread:
+        lines.append(spread)
     one_step = data.trials[data.trials["steps"] == 1]
     if len(one_step):
-        lines.append(f"- One-step decoding (T = 1) at its best: FID {one_step['best_fid'].min():.2f}.")
+        row = one_step.iloc[0]
+        lines.append(f"- One-step decoding (T = 1) at its best: FID {number_text(row['best_fid'])} {interval_text(row)}"
+                     .rstrip() + ".")
     lines.append(sweet_spot_summary(data))
     return lines
+
+
+def seed_spread_summary(data: ReportData) -> str:
+    """The seed-to-seed standard deviation of a trial's FID beside the spread of the settings' best FIDs:
+    differences between settings no larger than the first are noise until a verdict says otherwise."""
+    spreads = seed_sd_at_best(data, data.trials)
+    if not spreads:
+        return ""
+    fids = data.trials["best_fid"]
+    grid = (f"; the {len(fids)} trials' best FIDs span {number_text(fids.min())} to {number_text(fids.max())} "
+            f"(sd {number_text(fids.std(ddof=1))})" if len(fids) > 1 else "")
+    over = (f"mean over {len(spreads)} trials, from {number_text(min(spreads))} to {number_text(max(spreads))}"
+            if len(spreads) > 1 else "1 trial")
+    return f"- Seed to seed, a trial's FID at its best step moves by sd {number_text(float(np.mean(spreads)))} ({over}){grid}."
 
 
 def sweet_spot_summary(data: ReportData) -> str:
     """How many trials' sweet spot detectably beats their last step (the interval of the paired
     difference excludes 0); a sweet spot that does not is not counted."""
     earlier = data.trials[data.trials["best_step"] < data.trials["steps"]]
-    beats = []
-    for _, row in earlier.iterrows():
-        uncertainty = data.uncertainty(row["run_id"])
-        if uncertainty is not None and uncertainty.has(int(row["best_step"])):
-            beats.append(step_vs_last(uncertainty, int(row["best_step"])).hi < 0)
+    verdicts = [beats_last_step(data, row["run_id"], int(row["best_step"])) for _, row in earlier.iterrows()]
+    beats = [verdict for verdict in verdicts if verdict is not None]
     text = f"- The sweet spot came before the last step in {len(earlier)} of {len(data.trials)} trials"
     if not beats:
         return text + "."

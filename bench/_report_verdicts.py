@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from bench._report_data import ReportData
+from bench.compare import step_vs_last
 from bench.stats import Difference, paired_difference
+
+TOP_ROWS = 10  # the best trials that the top table, the summary and the differences figure set against the best
 
 
 def _at_best(data: ReportData, row: pd.Series):
@@ -41,6 +45,27 @@ def versus_reference(data: ReportData, row: pd.Series, name: str) -> Difference 
 def versus_best(data: ReportData, trials: pd.DataFrame) -> list[Difference | None]:
     """For each row of `trials`: its best FID minus that of the first row (the best trial)."""
     return [paired(data, row, trials.iloc[0]) for _, row in trials.iterrows()]
+
+
+def beats_last_step(data: ReportData, run_id: str, step: int) -> bool | None:
+    """Whether FID at `step` is detectably below the run's last step (the paired interval lies below 0);
+    None without uncertainty data at that step. The last step itself never beats itself."""
+    uncertainty = data.uncertainty(run_id)
+    if uncertainty is None or not uncertainty.has(step):
+        return None
+    return step != uncertainty.last_step and step_vs_last(uncertainty, step).hi < 0
+
+
+def seed_sd_at_best(data: ReportData, trials: pd.DataFrame) -> list[float]:
+    """Per trial with several seeds: the standard deviation over its seeds of the FID at its best step
+    (how much one setting moves from seed to seed, beside how much the settings differ)."""
+    spreads = []
+    for _, row in trials.iterrows():
+        uncertainty = data.uncertainty(row["run_id"])
+        step = int(row["best_step"])
+        if uncertainty is not None and uncertainty.has(step) and len(uncertainty.seed_fid) > 1:
+            spreads.append(float(np.std(uncertainty.seed_fid[:, uncertainty.steps == step], ddof=1)))
+    return spreads
 
 
 @dataclass(frozen=True)

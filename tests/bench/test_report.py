@@ -265,13 +265,79 @@ def test_the_table_marks_trials_indistinguishable_from_the_best(paired_store, tm
         assert expected.detectable == (number == 2)
     markdown = (make_report(uri, ["paired"], out=tmp_path / "r", log=False).out / "report.md").read_text()
     assert "Statistically indistinguishable from the best trial (0; paired 95% interval of the difference " \
-           "includes 0): trial 1 of the next 2." in markdown
+           "includes 0): trial 1 (linear, T = 4) of the next 2." in markdown
     assert "**Best setting** (not confirmed: `bench sweep --confirm K`" in markdown
     versus_harmonic = paired_difference(best["fid"][1], best["replicates"][1], *scores["harmonic"])
     assert versus_harmonic.hi < 0  # 31 against 35 on the same images: detectable
     assert ("- Against the harmonic fill, which learns nothing (FID 35.00): "
             f"{versus_harmonic.verdict('the best trial (0)', 'the harmonic fill')}.") in markdown
     assert "it beats the last step detectably (paired 95% interval below 0) in 2 of those 2" in markdown
+
+
+def test_the_differences_figure_draws_the_indistinguishable_set(paired_store, tmp_path, monkeypatch):
+    from bench import _report_figures
+    from bench.report import load_report_data
+    from bench.stats import paired_difference
+    from recorded_trials import uncertainty_arrays
+
+    _, uri, scores, _, _ = paired_store
+    data = load_report_data(uri, ["paired"])
+    best = uncertainty_arrays(scores[0])
+    expected = {}
+    for number, best_step in ((1, 2), (2, 4)):
+        mine = uncertainty_arrays(scores[number])
+        expected[number] = paired_difference(mine["fid"][best_step - 1], mine["replicates"][best_step - 1],
+                                             best["fid"][1], best["replicates"][1])
+    harmonic = paired_difference(*scores["harmonic"], best["fid"][1], best["replicates"][1])  # harmonic minus best
+    rows = _report_figures.differences_from_best(data)
+    assert [(label, reference) for label, _, reference in rows] == [
+        ("trial 1: linear, T = 4, step 2", False), ("trial 2: cosine, T = 4, step 4", False),
+        ("harmonic fill (reference)", True)]
+    for (_, drawn, _), known in zip(rows, [expected[1], expected[2], harmonic]):
+        assert (drawn.estimate, drawn.lo, drawn.hi) == pytest.approx((known.estimate, known.lo, known.hi), abs=1e-9)
+    figures = []
+    monkeypatch.setattr(_report_figures, "_save", lambda fig, path: figures.append(fig))
+    _report_figures.fig_versus_best(data, _report_figures.report_style(data, None), tmp_path / "f.png")
+    ax = figures[0].axes[0]
+    colours = [container.lines[0].get_color() for container in ax.containers]
+    assert colours == ["tab:green", "tab:red", "0.45"]  # indistinguishable, detectably worse, the reference
+    assert [container.lines[0].get_xdata()[0] for container in ax.containers] == pytest.approx(
+        [expected[1].estimate, expected[2].estimate, harmonic.estimate])
+
+
+def test_the_heatmap_shares_one_scale_and_marks_only_detectable_sweet_spots_solid(paired_store, tmp_path, monkeypatch):
+    from bench import _report_figures
+    from bench.report import load_report_data
+
+    _, uri, _, _, _ = paired_store
+    data = load_report_data(uri, ["paired"])
+    curves = data.curves.merge(data.trials[["run_id", "schedule", "steps"]], on="run_id")
+    linear = curves[curves["schedule"] == "linear"]
+    assert _report_figures.sweet_spot_boxes(data, linear) == [(4, 2, True)]  # 31 at step 2 against 34 at step 4
+    cosine = curves[curves["schedule"] == "cosine"]  # trials 0 and 2 both ran cosine T = 4: their mean, no claim
+    assert _report_figures.sweet_spot_boxes(data, cosine) == [(4, 2, None)]
+    figures = []
+    monkeypatch.setattr(_report_figures, "_save", lambda fig, path: figures.append(fig))
+    _report_figures.fig_sweet_spot_heatmap(data, _report_figures.report_style(data, None), tmp_path / "f.png")
+    panels = [ax for ax in figures[0].axes if ax.get_title()]
+    limits = {ax.collections[0].get_clim() for ax in panels}
+    assert limits == {(curves["fid"].min(), curves["fid"].max())}
+    styles = {ax.get_title(): [patch.get_linestyle() for patch in ax.patches] for ax in panels}
+    assert styles == {"cosine": [":"], "linear": ["-"]}
+
+
+def test_the_summary_sets_seed_noise_beside_the_spread_of_the_settings(paired_store, tmp_path):
+    from bench._report_markdown import number_text as text
+
+    _, uri, scores, _, _ = paired_store
+    markdown = (make_report(uri, ["paired"], out=tmp_path / "r", log=False).out / "report.md").read_text()
+    at_best = {0: 2, 1: 2, 2: 4}
+    spreads = [np.std(scores[n].mean(axis=2)[:, step - 1], ddof=1) for n, step in at_best.items()]
+    fids = [scores[n].mean(axis=(0, 2))[step - 1] for n, step in at_best.items()]
+    assert (f"- Seed to seed, a trial's FID at its best step moves by sd {text(np.mean(spreads))} (mean over 3 trials, "
+            f"from {text(min(spreads))} to {text(max(spreads))}); the 3 trials' best FIDs span {text(min(fids))} "
+            f"to {text(max(fids))} (sd {text(np.std(fids, ddof=1))}).") in markdown
+    assert "seed_list = 0,1" in markdown and "seed = " not in markdown  # each trial decoded with seeds 0 and 1
 
 
 def test_the_headline_comes_from_the_confirmation_runs(paired_store, tmp_path):
