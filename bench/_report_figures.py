@@ -180,6 +180,12 @@ def _errorbars(ax, frame: pd.DataFrame, x: str, value: str, low: str, high: str,
     ax.errorbar(frame[x], frame[value], yerr=None if spread is None else np.nan_to_num(spread), capsize=3, **style)
 
 
+def dodge(names: list[str], positions: pd.Series) -> dict[str, float]:
+    """A small sideways shift per series, centred on 0, so error bars at the same x do not hide each other."""
+    step = 0.04 * (positions.max() - positions.min()) or 0.1
+    return {name: (index - (len(names) - 1) / 2) * step for index, name in enumerate(names)}
+
+
 def fig_best_and_final_vs_steps(data: ReportData, style: ReportStyle, path: Path) -> str:
     import matplotlib.pyplot as plt
 
@@ -190,10 +196,13 @@ def fig_best_and_final_vs_steps(data: ReportData, style: ReportStyle, path: Path
                                                         right_on=["run_id", "step"])
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     panels = ((best, "best_fid", "best FID (at the sweet spot)"), (final, "fid", "final FID (step T)"))
+    names = [s for s in style.palette if s in set(best["schedule"])]
+    offsets = dodge(names, data.trials["steps"])
     for ax, (frame, column, title) in zip(axes, panels):
-        for name in [s for s in style.palette if s in set(frame["schedule"])]:
+        for name in names:
             rows = frame[frame["schedule"] == name].sort_values("steps")
-            _errorbars(ax, rows, "steps", column, f"{column}_ci_low", f"{column}_ci_high", marker="o",
+            rows = rows.assign(shown_at=rows["steps"] + offsets[name])
+            _errorbars(ax, rows, "shown_at", column, f"{column}_ci_low", f"{column}_ci_high", marker="o",
                        color=style.palette[name], label=name)
         ax.set(xlabel="total iterations T", ylabel="FID (lower is better)", title=title)
         ax.set_xticks(sorted(set(data.trials["steps"])))
@@ -205,15 +214,20 @@ def fig_best_and_final_vs_steps(data: ReportData, style: ReportStyle, path: Path
         ax.legend(fontsize=7)
     _save(fig, path)
     return ("The best trial of each schedule and T: its best FID over the steps and the FID of its last step, "
-            "against the number of iterations T; error bars are each trial's logged 95% interval (test images "
-            "and seeds), not a spread over different settings.")
+            "against the number of iterations T (schedules shifted slightly sideways so that their bars stay "
+            "apart); error bars are each trial's logged 95% interval (test images and seeds), not a spread over "
+            "different settings.")
+
+
+def _setting_label(row: pd.Series) -> str:
+    return f"trial {row['trial']}: {row['schedule']}, T = {row['steps']}, step {row['best_step']}"
 
 
 def differences_from_best(data: ReportData) -> list[tuple[str, Difference, bool]]:
     """(label, FID minus the best trial's, whether it is a reference fill) for the best trials after the
     first and the harmonic fill, each paired with the best on the same images; pairless ones are left out."""
     top = data.trials.head(TOP_ROWS)
-    rows = [(f"trial {row['trial']}: {row['schedule']}, T = {row['steps']}, step {row['best_step']}", difference, False)
+    rows = [(_setting_label(row), difference, False)
             for (_, row), difference in list(zip(top.iterrows(), versus_best(data, top)))[1:] if difference is not None]
     harmonic = versus_reference(data, top.iloc[0], "harmonic")
     if harmonic is not None:  # best minus harmonic, turned round: harmonic minus best
@@ -228,18 +242,20 @@ def fig_versus_best(data: ReportData, style: ReportStyle, path: Path) -> str:
     if not any(not reference for _, _, reference in rows):
         raise MissingData("no second trial shares uncertainty data with the best one, so nothing pairs with it")
     best = data.trials.iloc[0]
-    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(rows) + 1.6))
-    for position, (label, difference, reference) in enumerate(rows):
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(rows) + 2))
+    ax.plot(0, 0, "*", color="black", markersize=10, label="the best trial")
+    for position, (label, difference, reference) in enumerate(rows, start=1):
         colour = "0.45" if reference else "tab:red" if difference.detectable else "tab:green"
         ax.errorbar(difference.estimate, position, xerr=[[difference.estimate - difference.lo],
                                                            [difference.hi - difference.estimate]],
                     fmt="s" if reference else "o", color=colour, capsize=3)
     ax.axvline(0, color="black", linewidth=1)
-    ax.set_yticks(range(len(rows)), [label for label, _, _ in rows], fontsize=8)
+    ax.set_yticks(range(len(rows) + 1), [f"{_setting_label(best)} (best)", *[label for label, _, _ in rows]],
+                  fontsize=8)
     ax.invert_yaxis()
     ax.plot([], [], "o", color="tab:green", label="statistically indistinguishable from the best (interval spans 0)")
     ax.plot([], [], "o", color="tab:red", label="detectably worse than the best")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper right")
     ax.set(xlabel=f"FID minus the best trial's ({best['best_fid']:.2f}, trial {best['trial']}), "
                   "paired 95% interval", title="How far each setting is from the best, on the same images")
     _save(fig, path)

@@ -150,15 +150,19 @@ def summary_lines(data: ReportData) -> list[str]:
 def seed_spread_summary(data: ReportData) -> str:
     """The seed-to-seed standard deviation of a trial's FID beside the spread of the settings' best FIDs:
     differences between settings no larger than the first are noise until a verdict says otherwise."""
-    spreads = seed_sd_at_best(data, data.trials)
-    if not spreads:
+    per_trial = seed_sd_at_best(data, data.trials)
+    if not per_trial:
         return ""
+    spreads = [sd for sd, _ in per_trial]
+    of_mean = float(np.mean([sd / math.sqrt(seeds) for sd, seeds in per_trial]))
     fids = data.trials["best_fid"]
     grid = (f"; the {len(fids)} trials' best FIDs span {number_text(fids.min())} to {number_text(fids.max())} "
             f"(sd {number_text(fids.std(ddof=1))})" if len(fids) > 1 else "")
     over = (f"mean over {len(spreads)} trials, from {number_text(min(spreads))} to {number_text(max(spreads))}"
             if len(spreads) > 1 else "1 trial")
-    return f"- Seed to seed, a trial's FID at its best step moves by sd {number_text(float(np.mean(spreads)))} ({over}){grid}."
+    return (f"- Seed to seed, a trial's FID at its best step moves by sd {number_text(float(np.mean(spreads)))} "
+            f"({over}), so the mean over a trial's seeds that the tables show, by about {number_text(of_mean)}"
+            f"{grid}.")
 
 
 def sweet_spot_summary(data: ReportData) -> str:

@@ -56,15 +56,16 @@ def beats_last_step(data: ReportData, run_id: str, step: int) -> bool | None:
     return step != uncertainty.last_step and step_vs_last(uncertainty, step).hi < 0
 
 
-def seed_sd_at_best(data: ReportData, trials: pd.DataFrame) -> list[float]:
-    """Per trial with several seeds: the standard deviation over its seeds of the FID at its best step
-    (how much one setting moves from seed to seed, beside how much the settings differ)."""
+def seed_sd_at_best(data: ReportData, trials: pd.DataFrame) -> list[tuple[float, int]]:
+    """Per trial with several seeds: (the standard deviation over its seeds of the FID at its best step,
+    the number of seeds): how much one setting moves from seed to seed, beside how much settings differ."""
     spreads = []
     for _, row in trials.iterrows():
         uncertainty = data.uncertainty(row["run_id"])
         step = int(row["best_step"])
         if uncertainty is not None and uncertainty.has(step) and len(uncertainty.seed_fid) > 1:
-            spreads.append(float(np.std(uncertainty.seed_fid[:, uncertainty.steps == step], ddof=1)))
+            at_step = uncertainty.seed_fid[:, uncertainty.steps == step]
+            spreads.append((float(np.std(at_step, ddof=1)), len(at_step)))
     return spreads
 
 

@@ -303,6 +303,7 @@ def test_the_differences_figure_draws_the_indistinguishable_set(paired_store, tm
     assert colours == ["tab:green", "tab:red", "0.45"]  # indistinguishable, detectably worse, the reference
     assert [container.lines[0].get_xdata()[0] for container in ax.containers] == pytest.approx(
         [expected[1].estimate, expected[2].estimate, harmonic.estimate])
+    assert [label.get_text() for label in ax.get_yticklabels()][0] == "trial 0: cosine, T = 4, step 2 (best)"
 
 
 def test_the_heatmap_shares_one_scale_and_marks_only_detectable_sweet_spots_solid(paired_store, tmp_path, monkeypatch):
@@ -335,7 +336,8 @@ def test_the_summary_sets_seed_noise_beside_the_spread_of_the_settings(paired_st
     spreads = [np.std(scores[n].mean(axis=2)[:, step - 1], ddof=1) for n, step in at_best.items()]
     fids = [scores[n].mean(axis=(0, 2))[step - 1] for n, step in at_best.items()]
     assert (f"- Seed to seed, a trial's FID at its best step moves by sd {text(np.mean(spreads))} (mean over 3 trials, "
-            f"from {text(min(spreads))} to {text(max(spreads))}); the 3 trials' best FIDs span {text(min(fids))} "
+            f"from {text(min(spreads))} to {text(max(spreads))}), so the mean over a trial's seeds that the tables "
+            f"show, by about {text(np.mean(spreads) / np.sqrt(2))}; the 3 trials' best FIDs span {text(min(fids))} "
             f"to {text(max(fids))} (sd {text(np.std(fids, ddof=1))}).") in markdown
     assert "seed_list = 0,1" in markdown and "seed = " not in markdown  # each trial decoded with seeds 0 and 1
 
