@@ -17,6 +17,7 @@ from bench._report_data import ReportData, describe_trial
 from bench._report_verdicts import (
     TOP_ROWS,
     beats_last_step,
+    steps_versus_last,
     versus_best,
     versus_reference,
 )
@@ -120,29 +121,46 @@ def fig_fid_vs_step(data: ReportData, style: ReportStyle, path: Path) -> str:
     bands = step_bands(data, style.steps)
     if bands.empty:
         raise MissingData(f"no FID curves recorded at T = {style.steps}")
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for name in [s for s in style.palette if s in set(bands["schedule"])]:
+    names = [s for s in style.palette if s in set(bands["schedule"])]
+    versus_last = {name: steps_versus_last(data, bands.loc[bands["schedule"] == name, "run_id"].iloc[0])
+                   for name in names}
+    versus_last = {name: frame for name, frame in versus_last.items() if frame is not None}
+    if versus_last:
+        fig, (ax, below) = plt.subplots(2, 1, figsize=(7, 6.6), sharex=True, height_ratios=(3, 2))
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name in names:
         curve = bands[bands["schedule"] == name]
         colour = style.palette[name]
         ax.plot(curve["step"], curve["fid"], marker="o", color=colour, label=f"{name} (trial {curve['trial'].iloc[0]})")
         ax.fill_between(curve["step"], curve["fid_ci_low"], curve["fid_ci_high"], color=colour, alpha=0.2, linewidth=0)
     fit_y_to(ax, bands[["fid", "fid_ci_low", "fid_ci_high"]].to_numpy().ravel())
     _draw_baselines(ax, data)
-    ax.set(xlabel="decoding step s (sweet spot)", ylabel="FID (lower is better)",
+    ax.set(xlabel="" if versus_last else "decoding step s (sweet spot)", ylabel="FID (lower is better)",
            title=f"FID vs decoding step, T = {style.steps} ({data.provenance['n_images']} test images)")
     ax.set_xticks(range(1, style.steps + 1))
     ax.legend(fontsize=8)
+    if versus_last:
+        for name, frame in versus_last.items():
+            below.plot(frame["step"], frame["estimate"], marker="o", markersize=4, color=style.palette[name])
+            below.fill_between(frame["step"], frame["lo"], frame["hi"], color=style.palette[name], alpha=0.2,
+                               linewidth=0)
+        below.axhline(0, color="black", linewidth=1)
+        below.set(xlabel="decoding step s (sweet spot)", ylabel="FID(s) - FID(T), paired")
     _save(fig, path)
     banded = bands["fid_ci_low"].notna().any()
     band = ("the band is that trial's 95% interval, logged beside each FID (bootstrap over the test images, "
             "and over seeds when the trial ran several): it covers the FID expected at this number of images, "
             "and most of its width is which images were drawn, which every trial shares, so overlapping bands "
-            "do not make two curves indistinguishable (the paired differences of the next figure and the "
-            "table's `vs best` column decide that)"
+            "do not make two curves indistinguishable (paired differences decide that: the lower panel, the "
+            "next figure and the table's `vs best` column)"
             if banded else "no intervals were logged with these runs (recorded before intervals existed), so "
             "no bands are drawn")
+    lower = (" Below: the same trials' FID after step s minus their FID after the last step, with the 95% "
+             "interval of that paired difference; a step beats decoding to the end only where its band lies "
+             "wholly below 0." if versus_last else "")
     return (f"Each line is a schedule's best trial at T = {style.steps}: its FID after step s; {band}. Reference "
-            "fills that learn nothing are dashed and dotted lines, or a note at the edge when outside the range.")
+            f"fills that learn nothing are dashed and dotted lines, or a note at the edge when outside the range.{lower}")
 
 
 def fig_schedules(data: ReportData, style: ReportStyle, path: Path) -> str:

@@ -51,10 +51,17 @@ def interval_text(row: pd.Series, prefix: str = "best_fid") -> str:
     return "" if low is None or pd.isna(low) else f"[{number_text(low)}, {number_text(high)}]"
 
 
+def numbers_text(*values: float) -> list[str]:
+    """Numbers read side by side, at one precision: 2 decimals, 4 when all are below 1 (no '0.2514 [-2.47, 2.65]')."""
+    decimals = 2 if max(abs(value) for value in values) >= 1 else 4
+    return [f"{value:.{decimals}f}" for value in values]
+
+
 def difference_text(difference: Difference | None) -> str:
     if difference is None:
         return ""
-    return f"{number_text(difference.estimate)} [{number_text(difference.lo)}, {number_text(difference.hi)}]"
+    estimate, lo, hi = numbers_text(difference.estimate, difference.lo, difference.hi)
+    return f"{estimate} [{lo}, {hi}]"
 
 
 def top_table(data: ReportData, rows: int = TOP_ROWS) -> pd.DataFrame:
@@ -156,13 +163,12 @@ def seed_spread_summary(data: ReportData) -> str:
     spreads = [sd for sd, _ in per_trial]
     of_mean = float(np.mean([sd / math.sqrt(seeds) for sd, seeds in per_trial]))
     fids = data.trials["best_fid"]
-    grid = (f"; the {len(fids)} trials' best FIDs span {number_text(fids.min())} to {number_text(fids.max())} "
-            f"(sd {number_text(fids.std(ddof=1))})" if len(fids) > 1 else "")
-    over = (f"mean over {len(spreads)} trials, from {number_text(min(spreads))} to {number_text(max(spreads))}"
-            if len(spreads) > 1 else "1 trial")
-    return (f"- Seed to seed, a trial's FID at its best step moves by sd {number_text(float(np.mean(spreads)))} "
-            f"({over}), so the mean over a trial's seeds that the tables show, by about {number_text(of_mean)}"
-            f"{grid}.")
+    low, high, grid_sd = numbers_text(fids.min(), fids.max(), fids.std(ddof=1) if len(fids) > 1 else 0.0)
+    grid = f"; the {len(fids)} trials' best FIDs span {low} to {high} (sd {grid_sd})" if len(fids) > 1 else ""
+    mean, smallest, largest, of_mean = numbers_text(float(np.mean(spreads)), min(spreads), max(spreads), of_mean)
+    over = f"mean over {len(spreads)} trials, from {smallest} to {largest}" if len(spreads) > 1 else "1 trial"
+    return (f"- Seed to seed, a trial's FID at its best step moves by sd {mean} ({over}), so the mean over a "
+            f"trial's seeds that the tables show, by about {of_mean}{grid}.")
 
 
 def sweet_spot_summary(data: ReportData) -> str:

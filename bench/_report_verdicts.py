@@ -56,6 +56,18 @@ def beats_last_step(data: ReportData, run_id: str, step: int) -> bool | None:
     return step != uncertainty.last_step and step_vs_last(uncertainty, step).hi < 0
 
 
+def steps_versus_last(data: ReportData, run_id: str) -> pd.DataFrame | None:
+    """FID at each scored step minus FID at the run's last step, with the paired 95% interval (columns
+    step, estimate, lo, hi): where the curve dips below its end beyond the noise. None without
+    uncertainty data."""
+    uncertainty = data.uncertainty(run_id)
+    if uncertainty is None:
+        return None
+    differences = [(int(step), step_vs_last(uncertainty, int(step))) for step in uncertainty.steps]
+    return pd.DataFrame([(step, d.estimate, d.lo, d.hi) for step, d in differences],
+                        columns=["step", "estimate", "lo", "hi"])
+
+
 def seed_sd_at_best(data: ReportData, trials: pd.DataFrame) -> list[tuple[float, int]]:
     """Per trial with several seeds: (the standard deviation over its seeds of the FID at its best step,
     the number of seeds): how much one setting moves from seed to seed, beside how much settings differ."""

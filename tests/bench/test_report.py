@@ -246,6 +246,33 @@ def test_bands_are_the_intervals_logged_beside_each_fid(paired_store, tmp_path, 
     assert any(line.get_label() == "harmonic fill (reference)" for line in ax.lines)  # inside: a line
 
 
+def test_below_the_curves_each_step_is_set_against_the_last_paired(paired_store, tmp_path, monkeypatch):
+    from bench import _report_figures
+    from bench.report import load_report_data
+    from bench.stats import paired_difference
+    from recorded_trials import uncertainty_arrays
+
+    _, uri, scores, _, _ = paired_store
+    data = load_report_data(uri, ["paired"])
+    drawn = []
+    monkeypatch.setattr(_report_figures, "_save", lambda fig, path: drawn.append(fig))
+    style = _report_figures.report_style(data, None)
+    caption = _report_figures.fig_fid_vs_step(data, style, tmp_path / "f.png")
+    below = drawn[0].axes[1]
+    best_trial = {"cosine": 0, "linear": 1}  # each schedule's best at T = 4, in the palette's order
+    numbers = [best_trial[name] for name in style.palette if name in best_trial]
+    assert len(below.lines) == 3  # two schedules and the zero line
+    for number, line, band in zip(numbers, below.lines, below.collections):
+        arrays = uncertainty_arrays(scores[number])
+        known = [paired_difference(arrays["fid"][s], arrays["replicates"][s], arrays["fid"][3], arrays["replicates"][3])
+                 for s in range(4)]
+        assert list(line.get_ydata()) == pytest.approx([d.estimate for d in known], abs=1e-9)
+        assert sorted(set(np.round(band.get_paths()[0].vertices[:, 1], 9))) == sorted(
+            set(np.round([*(d.lo for d in known), *(d.hi for d in known)], 9)))
+    assert known[1].hi < 0 and known[3].estimate == 0  # step 2 beats the end: a band wholly below the zero line
+    assert "a step beats decoding to the end only where its band lies wholly below 0" in caption
+
+
 def test_the_table_marks_trials_indistinguishable_from_the_best(paired_store, tmp_path):
     from bench._report_markdown import difference_text, top_table
     from bench.report import load_report_data
@@ -328,18 +355,25 @@ def test_the_heatmap_shares_one_scale_and_marks_only_detectable_sweet_spots_soli
 
 
 def test_the_summary_sets_seed_noise_beside_the_spread_of_the_settings(paired_store, tmp_path):
-    from bench._report_markdown import number_text as text
-
     _, uri, scores, _, _ = paired_store
     markdown = (make_report(uri, ["paired"], out=tmp_path / "r", log=False).out / "report.md").read_text()
     at_best = {0: 2, 1: 2, 2: 4}
     spreads = [np.std(scores[n].mean(axis=2)[:, step - 1], ddof=1) for n, step in at_best.items()]
     fids = [scores[n].mean(axis=(0, 2))[step - 1] for n, step in at_best.items()]
-    assert (f"- Seed to seed, a trial's FID at its best step moves by sd {text(np.mean(spreads))} (mean over 3 trials, "
-            f"from {text(min(spreads))} to {text(max(spreads))}), so the mean over a trial's seeds that the tables "
-            f"show, by about {text(np.mean(spreads) / np.sqrt(2))}; the 3 trials' best FIDs span {text(min(fids))} "
-            f"to {text(max(fids))} (sd {text(np.std(fids, ddof=1))}).") in markdown
+    assert max(spreads) < 1 < np.std(fids, ddof=1)  # so the seed sds take 4 decimals, the FIDs 2
+    assert (f"- Seed to seed, a trial's FID at its best step moves by sd {np.mean(spreads):.4f} (mean over 3 trials, "
+            f"from {min(spreads):.4f} to {max(spreads):.4f}), so the mean over a trial's seeds that the tables "
+            f"show, by about {np.mean(spreads) / np.sqrt(2):.4f}; the 3 trials' best FIDs span {min(fids):.2f} "
+            f"to {max(fids):.2f} (sd {np.std(fids, ddof=1):.2f}).") in markdown
     assert "seed_list = 0,1" in markdown and "seed = " not in markdown  # each trial decoded with seeds 0 and 1
+
+
+def test_numbers_read_side_by_side_share_one_precision():
+    from bench._report_markdown import difference_text, numbers_text
+    from bench.stats import Difference
+
+    assert difference_text(Difference(0.2514, -2.4712, 2.6531)) == "0.25 [-2.47, 2.65]"
+    assert numbers_text(0.01234, 0.5) == ["0.0123", "0.5000"]  # all below 1: KID-sized, 4 decimals
 
 
 def test_the_headline_comes_from_the_confirmation_runs(paired_store, tmp_path):
