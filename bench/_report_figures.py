@@ -398,7 +398,9 @@ def fig_optuna_importance(data: ReportData, style: ReportStyle, path: Path) -> s
     ax.set(xlabel="importance for FID (normalised)", title=f"Parameter importances: {study.study_name}")
     _save(fig, path)
     return (f"How much each setting that varied matters for the objective of {study.study_name} "
-            f"({len(done)} trials; Optuna's default importance evaluator).")
+            f"({len(done)} trials; Optuna's default importance evaluator). Fitted to the trials' FIDs as if they "
+            "were exact, it has no interval: it shares out whatever differences there are, noise included, so "
+            "read it beside the paired differences (figure 2 and the tables), not as evidence on its own.")
 
 
 def fig_pareto(data: ReportData, style: ReportStyle, path: Path) -> str:

@@ -15,6 +15,8 @@ from bench._report_verdicts import (
     TOP_ROWS,
     beats_last_step,
     confirmed_winner,
+    paired,
+    ranked_confirmations,
     seed_sd_at_best,
     versus_best,
     versus_reference,
@@ -78,6 +80,28 @@ def top_table(data: ReportData, rows: int = TOP_ROWS) -> pd.DataFrame:
     table["beaten by best"] = [("" if d is None else "yes" if d.detectable else "no") if i else "best"
                        for i, d in enumerate(differences)]
     return table[[c for c in columns if c in table]]
+
+
+def confirmation_table(data: ReportData) -> pd.DataFrame | None:
+    """Each confirmed configuration, winner first: its FID in the study beside its FID on fresh seeds at
+    the step the study chose, and its paired difference from the confirmed winner. None without any."""
+    ranked = ranked_confirmations(data)
+    if ranked is None:
+        return None
+    study_fid = data.trials.set_index(["study", "trial"])["best_fid"]
+    settings = [c for c in data.varied() if c not in ("seed", "seed_list")]
+    winner = ranked.iloc[0]
+    rows = []
+    for index, run in ranked.iterrows():
+        difference = paired(data, run, winner) if index else None
+        rows.append({"confirms trial": run["confirms"], **{c: run[c] for c in settings}, "step": run["best_step"],
+                     "FID in the study": study_fid.get((run["study"], run["confirms"]), math.nan),
+                     "confirmed FID": run["best_fid"], "95% interval": interval_text(run),
+                     "vs winner": difference_text(difference),
+                     "beaten by winner": "winner" if not index else "" if difference is None
+                     else "yes" if difference.detectable else "no",
+                     "fresh seeds": run.get("seed_list", "")})
+    return pd.DataFrame(rows)
 
 
 def schedule_table(data: ReportData) -> pd.DataFrame:
@@ -184,8 +208,20 @@ def sweet_spot_summary(data: ReportData) -> str:
                   f"{len(beats)} with uncertainty data."
 
 
+def confirmation_lines(data: ReportData) -> list[str]:
+    """The confirmation runs' section of report.md; none without confirmation runs."""
+    table = confirmation_table(data)
+    if table is None:
+        return []
+    return ["## Confirmation runs (`bench sweep --confirm`)", "", _markdown_table(table), "",
+            "(The best configurations of the study decoded again with seeds none of their runs had used, at the "
+            "step the study chose: the best of many noisy trials is luckier than it is good, so the headline "
+            "comes from these runs. `vs winner`: this run's FID minus the confirmed winner's, with the 95% interval "
+            "of that paired difference; `beaten by winner`: yes where it excludes 0.)", ""]
+
+
 def render_markdown(data: ReportData, sections: list[Section]) -> str:
-    """report.md: what was measured and on what, the summary, the two tables, then every figure."""
+    """report.md: what was measured and on what, the summary, the tables (and the confirmation runs), then every figure."""
     p = data.provenance
     counts = ", ".join(f"{count} {state.lower()}" for state, count in sorted(data.counts.items()))
     lines = [
@@ -220,6 +256,7 @@ def render_markdown(data: ReportData, sections: list[Section]) -> str:
         "difference; `beaten by best`: yes where it excludes 0, no where the two are statistically "
         "indistinguishable. `seconds_total`: wall time of the trial: decoding, pixels and FID at every step.)",
         "",
+        *confirmation_lines(data),
     ]
     for number, section in enumerate(sections, start=1):
         lines += [f"## {number}. {section.title}", ""]

@@ -91,11 +91,18 @@ class Winner:
     margin: Difference | None  # winner minus runner-up, paired
 
 
-def confirmed_winner(data: ReportData) -> Winner | None:
-    """The confirmation run of lowest FID; None when no trial was confirmed."""
+def ranked_confirmations(data: ReportData) -> pd.DataFrame | None:
+    """The confirmation runs, lowest FID first; None when no trial was confirmed."""
     if data.confirmations is None:
         return None
-    ranked = data.confirmations.sort_values("best_fid", kind="stable").reset_index(drop=True)
+    return data.confirmations.sort_values("best_fid", kind="stable").reset_index(drop=True)
+
+
+def confirmed_winner(data: ReportData) -> Winner | None:
+    """The confirmation run of lowest FID; None when no trial was confirmed."""
+    ranked = ranked_confirmations(data)
+    if ranked is None:
+        return None
     winner = ranked.iloc[0]
     trials = data.trials[(data.trials["study"] == winner["study"]) & (data.trials["trial"] == winner["confirms"])]
     runner_up = ranked.iloc[1] if len(ranked) > 1 else None

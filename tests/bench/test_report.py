@@ -391,6 +391,19 @@ def test_the_headline_comes_from_the_confirmation_runs(paired_store, tmp_path):
             f"{number_text(winner['best_fid_ci_high'])}] on 2 fresh seed(s)") in markdown
     assert "- Against the next confirmed configuration (trial 0, cosine, T = 4, choice temperature 4.5): " \
            "the winner is better than trial 0 by " in markdown
+    from bench._report_markdown import confirmation_table, difference_text
+    from bench.compare import read_uncertainty
+    from bench.stats import paired_difference
+
+    table = confirmation_table(data)
+    assert list(table["confirms trial"]) == [1, 0] and list(table["beaten by winner"]) == ["winner", "yes"]
+    first, second = (read_uncertainty(client, runs[f"confirm-{n}"]) for n in (1, 0))
+    expected = paired_difference(*second.at(2), *first.at(2))  # both at step 2, the step their trials chose
+    assert list(table["vs winner"]) == ["", difference_text(expected)]
+    study = {n: client.get_run(runs[n]).data.metrics["best_fid"] for n in (0, 1)}
+    assert list(table["FID in the study"]) == [study[1], study[0]]
+    assert list(table["fresh seeds"]) == ["0,1", "0,1"]  # as recorded by this test's runs
+    assert "## Confirmation runs (`bench sweep --confirm`)" in markdown
 
 
 def test_confirmations_of_equal_trial_numbers_in_two_studies_are_kept_apart(paired_store):
