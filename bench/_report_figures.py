@@ -229,9 +229,11 @@ def fig_best_and_final_vs_steps(data: ReportData, style: ReportStyle, path: Path
     fit_y_to(axes[0], np.concatenate([v.to_numpy(dtype=float) for v in values if v is not None]))
     for ax in axes:
         _draw_baselines(ax, data)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="best")
     _save(fig, path)
-    return ("The best trial of each schedule and T: its best FID over the steps and the FID of its last step, "
+    return ("The best trial of each schedule and T: its best FID over the steps (the lowest of the curve, so "
+            "chosen on the same noise it is measured with and biased low; the final FID is not chosen) and the "
+            "FID of its last step, "
             "against the number of iterations T (schedules shifted slightly sideways so that their bars stay "
             "apart); error bars are each trial's logged 95% interval (test images and seeds), not a spread over "
             "different settings.")
@@ -260,27 +262,29 @@ def fig_versus_best(data: ReportData, style: ReportStyle, path: Path) -> str:
     if not any(not reference for _, _, reference in rows):
         raise MissingData("no second trial shares uncertainty data with the best one, so nothing pairs with it")
     best = data.trials.iloc[0]
-    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(rows) + 2))
-    ax.plot(0, 0, "*", color="black", markersize=10, label="the best trial")
+    fig, ax = plt.subplots(figsize=(8.5, 0.42 * len(rows) + 1.6))
+    ax.plot(0, 0, "*", color="black", markersize=10)
+    labels, colours = [f"{_setting_label(best)}: the best"], ["black"]
     for position, (label, difference, reference) in enumerate(rows, start=1):
         colour = "0.45" if reference else "tab:red" if difference.detectable else "tab:green"
         ax.errorbar(difference.estimate, position, xerr=[[difference.estimate - difference.lo],
                                                            [difference.hi - difference.estimate]],
                     fmt="s" if reference else "o", color=colour, capsize=3)
+        verdict = "" if reference else ": worse" if difference.detectable else ": indistinguishable"
+        labels.append(label + verdict)
+        colours.append(colour)
     ax.axvline(0, color="black", linewidth=1)
-    ax.set_yticks(range(len(rows) + 1), [f"{_setting_label(best)} (best)", *[label for label, _, _ in rows]],
-                  fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    for tick, colour in zip(ax.get_yticklabels(), colours):  # the verdict in words and colour, no legend to hide a row
+        tick.set_color(colour)
     ax.invert_yaxis()
-    ax.plot([], [], "o", color="tab:green", label="statistically indistinguishable from the best (interval spans 0)")
-    ax.plot([], [], "o", color="tab:red", label="detectably worse than the best")
-    ax.legend(fontsize=7, loc="upper right")
-    ax.set(xlabel=f"FID minus the best trial's ({best['best_fid']:.2f}, trial {best['trial']}), "
-                  "paired 95% interval", title="How far each setting is from the best, on the same images")
+    ax.set(xlabel=f"FID minus the best's ({best['best_fid']:.2f}), paired 95% interval",
+           title="Each setting against the best, paired on the same images")
     _save(fig, path)
     return (f"Each of the best trials after trial {best['trial']} (the best), and the harmonic fill: its FID minus the "
             "best one's, with the 95% interval of that paired difference (both resampled on the same images and "
-            "seeds, so it is much narrower than the two FIDs' own intervals). Green: the interval includes 0, the "
-            "setting is statistically indistinguishable from the best; red: detectably worse.")
+            "seeds, so it is much narrower than the two FIDs' own intervals). Green, *indistinguishable*: the interval "
+            "includes 0, the setting is statistically indistinguishable from the best; red, *worse*: detectably worse.")
 
 
 def fig_temperature(data: ReportData, style: ReportStyle, path: Path) -> str:
@@ -343,10 +347,24 @@ def fig_sweet_spot_heatmap(data: ReportData, style: ReportStyle, path: Path) -> 
                                        fill=False, edgecolor="red", lw=2, linestyle="-" if beats else ":"))
         ax.set(xlabel="decoding step s", ylabel="total iterations T" if index == 0 else "", title=name)
     _save(fig, path)
+    half = step_noise(data, curves[curves["schedule"].isin(names)]["run_id"].unique())
+    noise = (f" The colours span {shown.max() - shown.min():.2f} FID; a step's paired 95% interval against its "
+             f"row's last step is ±{half:.2f} FID on average, so colour differences smaller than that are noise."
+             if half is not None else "")
     return ("FID over (T, step) per schedule, one colour scale for all (each cell: the mean over the trials of that "
             "setting, each the mean over its seeds); the red box in each row is that T's sweet spot, solid where "
             "it beats step T detectably (paired 95% interval of the difference below 0), dotted where it does not "
-            "(then the curve is flat within the noise there and the sweet spot is no claim).")
+            f"(then the curve is flat within the noise there and the sweet spot is no claim).{noise}")
+
+
+def step_noise(data: ReportData, run_ids) -> float | None:
+    """The mean half-width of the paired intervals of each step against its trial's last step (the last
+    step itself left out): the size below which the heatmap's colours are noise. None without any."""
+    frames = [steps_versus_last(data, run_id) for run_id in run_ids]
+    widths = [(frame["hi"] - frame["lo"])[frame["step"] < frame["step"].max()] / 2 for frame in frames
+              if frame is not None]
+    widths = [width for width in widths if len(width)]
+    return float(pd.concat(widths).mean()) if widths else None
 
 
 def fig_optuna_history(data: ReportData, style: ReportStyle, path: Path) -> str:

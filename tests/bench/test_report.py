@@ -330,7 +330,10 @@ def test_the_differences_figure_draws_the_indistinguishable_set(paired_store, tm
     assert colours == ["tab:green", "tab:red", "0.45"]  # indistinguishable, detectably worse, the reference
     assert [container.lines[0].get_xdata()[0] for container in ax.containers] == pytest.approx(
         [expected[1].estimate, expected[2].estimate, harmonic.estimate])
-    assert [label.get_text() for label in ax.get_yticklabels()][0] == "trial 0: cosine, T = 4, step 2 (best)"
+    labels = {label.get_text(): label.get_color() for label in ax.get_yticklabels()}
+    assert labels == {"trial 0: cosine, T = 4, step 2: the best": "black",
+                      "trial 1: linear, T = 4, step 2: indistinguishable": "tab:green",
+                      "trial 2: cosine, T = 4, step 4: worse": "tab:red", "harmonic fill (reference)": "0.45"}
 
 
 def test_the_heatmap_shares_one_scale_and_marks_only_detectable_sweet_spots_solid(paired_store, tmp_path, monkeypatch):
@@ -352,6 +355,28 @@ def test_the_heatmap_shares_one_scale_and_marks_only_detectable_sweet_spots_soli
     assert limits == {(curves["fid"].min(), curves["fid"].max())}
     styles = {ax.get_title(): [patch.get_linestyle() for patch in ax.patches] for ax in panels}
     assert styles == {"cosine": [":"], "linear": ["-"]}
+
+
+def test_the_heatmap_caption_sets_its_colour_span_beside_the_paired_noise(paired_store, tmp_path):
+    from bench import _report_figures
+    from bench.report import load_report_data
+    from bench.stats import paired_difference
+    from recorded_trials import uncertainty_arrays
+
+    _, uri, scores, runs, _ = paired_store
+    data = load_report_data(uri, ["paired"])
+    halves = []
+    for number in (0, 1, 2):
+        arrays = uncertainty_arrays(scores[number])
+        halves += [(d.hi - d.lo) / 2 for d in (paired_difference(arrays["fid"][s], arrays["replicates"][s],
+                                                                 arrays["fid"][3], arrays["replicates"][3])
+                                               for s in range(3))]  # steps 1..3 against step 4
+    assert _report_figures.step_noise(data, [runs[0], runs[1], runs[2]]) == pytest.approx(np.mean(halves), abs=1e-9)
+    caption = _report_figures.fig_sweet_spot_heatmap(data, _report_figures.report_style(data, None),
+                                                     tmp_path / "h.png")
+    span = data.curves["fid"].max() - data.curves["fid"].min()
+    assert (f"The colours span {span:.2f} FID; a step's paired 95% interval against its row's last step is "
+            f"±{np.mean(halves):.2f} FID on average") in caption
 
 
 def test_the_summary_sets_seed_noise_beside_the_spread_of_the_settings(paired_store, tmp_path):
