@@ -133,18 +133,23 @@ def fig_fid_vs_step(data: ReportData, style: ReportStyle, path: Path) -> str:
         curve = bands[bands["schedule"] == name]
         colour = style.palette[name]
         ax.plot(curve["step"], curve["fid"], marker="o", color=colour, label=f"{name} (trial {curve['trial'].iloc[0]})")
-        ax.fill_between(curve["step"], curve["fid_ci_low"], curve["fid_ci_high"], color=colour, alpha=0.2, linewidth=0)
+        ax.fill_between(curve["step"], curve["fid_ci_low"], curve["fid_ci_high"], color=colour, alpha=0.08, linewidth=0)
+        for edge in ("fid_ci_low", "fid_ci_high"):  # outlined, so that several schedules' bands stay apart
+            ax.plot(curve["step"], curve[edge], color=colour, linewidth=0.8, linestyle="--", alpha=0.7)
     fit_y_to(ax, bands[["fid", "fid_ci_low", "fid_ci_high"]].to_numpy().ravel())
     _draw_baselines(ax, data)
     ax.set(xlabel="" if versus_last else "decoding step s (sweet spot)", ylabel="FID (lower is better)",
            title=f"FID vs decoding step, T = {style.steps} ({data.provenance['n_images']} test images)")
     ax.set_xticks(range(1, style.steps + 1))
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")  # over the bands' top, clear of the curves in the middle
     if versus_last:
         for name, frame in versus_last.items():
             below.plot(frame["step"], frame["estimate"], marker="o", markersize=4, color=style.palette[name])
-            below.fill_between(frame["step"], frame["lo"], frame["hi"], color=style.palette[name], alpha=0.2,
+            below.fill_between(frame["step"], frame["lo"], frame["hi"], color=style.palette[name], alpha=0.08,
                                linewidth=0)
+            for edge in ("lo", "hi"):
+                below.plot(frame["step"], frame[edge], color=style.palette[name], linewidth=0.8, linestyle="--",
+                           alpha=0.7)
         below.axhline(0, color="black", linewidth=1)
         below.set(xlabel="decoding step s (sweet spot)", ylabel="FID(s) - FID(T), paired")
     _save(fig, path)
