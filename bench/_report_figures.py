@@ -382,17 +382,25 @@ def fig_optuna_history(data: ReportData, style: ReportStyle, path: Path) -> str:
     from optuna.trial import TrialState
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for study in studies:
+    for index, study in enumerate(studies):
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        numbers = [t.number for t in done]
-        values = [t.values[0] for t in done]
-        ax.scatter(numbers, values, s=18, alpha=0.7, label=f"{study.study_name}: trials")
-        ax.step(numbers, np.minimum.accumulate(values), where="post", label=f"{study.study_name}: best so far")
-    ax.set(xlabel="trial number", ylabel="objective (FID)", title="Optimisation history")
+        frame = pd.DataFrame({"trial": [t.number for t in done], "objective": [t.values[0] for t in done]})
+        logged = data.trials.loc[data.trials["study"] == study.study_name, ["trial", "best_fid_ci_low",
+                                                                            "best_fid_ci_high"]]
+        frame = frame.merge(logged, on="trial", how="left")  # the objective is the best FID: its logged interval
+        _errorbars(ax, frame, "trial", "objective", "best_fid_ci_low", "best_fid_ci_high", fmt="o", markersize=4,
+                   color=f"C{index}", alpha=0.7, label=f"{study.study_name}: trials (95% interval)")
+        ax.step(frame["trial"], np.minimum.accumulate(frame["objective"]), where="post", color=f"C{index}",
+                label=f"{study.study_name}: best so far")
+    ax.set(xlabel="trial number", ylabel="objective (FID)",
+           title="Optimisation history: each trial (95% interval) and the best so far (line)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=8)
+    if len(studies) > 1:  # one study: the title says it all, and no legend covers a bar
+        ax.legend(fontsize=8)
     _save(fig, path)
-    return "Objective of each complete trial in the order Optuna ran them, and the best value so far."
+    return ("Objective (best FID) of each complete trial in the order Optuna ran them, with its logged 95% interval "
+            "(images and seeds), and the best value so far; whether a later best really is better, the paired "
+            "differences say (figure 2 and the tables), not this figure.")
 
 
 def fig_optuna_importance(data: ReportData, style: ReportStyle, path: Path) -> str:

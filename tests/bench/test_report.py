@@ -156,6 +156,25 @@ def test_without_optuna_storage_the_optuna_figures_are_notes(recorded, tmp_path)
     assert (result.out / "fid_vs_step.png").is_file()
 
 
+def test_the_history_draws_each_trial_with_its_logged_interval(recorded, tmp_path, monkeypatch):
+    from bench import _report_figures
+    from bench.report import load_report_data
+
+    folder, tracking_uri, storage = recorded
+    data = load_report_data(tracking_uri, ["grid"], storage=storage)
+    drawn = []
+    monkeypatch.setattr(_report_figures, "_save", lambda fig, path: drawn.append(fig))
+    _report_figures.fig_optuna_history(data, _report_figures.report_style(data, None), tmp_path / "h.png")
+    points, _, (bars,) = drawn[0].axes[0].containers[0].lines
+    client = MlflowClient(tracking_uri)
+    logged = {row["trial"]: client.get_run(row["run_id"]).data.metrics for _, row in data.trials.iterrows()}
+    assert list(points.get_xdata()) == sorted(logged)
+    assert list(points.get_ydata()) == pytest.approx([logged[n]["best_fid"] for n in sorted(logged)], rel=1e-12)
+    ends = [(segment[0][1], segment[1][1]) for segment in bars.get_segments()]
+    assert ends == pytest.approx([(logged[n]["best_fid_ci_low"], logged[n]["best_fid_ci_high"]) for n in sorted(logged)],
+                                 rel=1e-12)
+
+
 def test_cli_unknown_study_is_a_one_line_error(recorded, tmp_path):
     folder, tracking_uri, storage = recorded
     before = (folder / "mlflow.db").read_bytes()
