@@ -6,8 +6,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING
 
+import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 from rich import box
 from rich.table import Table
@@ -39,17 +41,24 @@ class SweepOutcome:
     pastes: tuple[str, ...]  # the composites the study searches (usually one)
     schedules: tuple[str, ...] = ()  # the schedules the study searches
     versus_best: dict[int, Difference] = field(default_factory=dict)  # trial number -> FID minus the best's, paired
+    versus_references: dict[str, Difference] = field(default_factory=dict)  # name -> best's FID minus its, paired
 
 
 BEST_SHOWN = 5
 OBJECTIVE_HEADERS = {"fid": "FID"}
 
 
+ReferenceDraws = Mapping[str, tuple[float, np.ndarray, str]]
+"""{name: (FID, bootstrap replicates [B], bootstrap key)} of the reference fills (bench.baselines)."""
+
+
 def sweep_outcome(handle: StudyHandle, config: SweepConfig, parent_id: str, ran: int, orphans: list[int],
                   references: Mapping[str, Mapping[str, float]], n_images: int,
-                  uncertainty: Callable[[str], Uncertainty | None]) -> SweepOutcome:
+                  uncertainty: Callable[[str], Uncertainty | None], reference_draws: ReferenceDraws
+                  ) -> SweepOutcome:
     """`uncertainty` reads a trial run's uncertainty.npz (bench.compare.read_uncertainty) for the paired
-    differences from the best trial."""
+    differences from the best trial and of the best trial from the references (`reference_draws`)."""
+    uncertainty = cache(uncertainty)  # the best trial's is read for both
     study = handle.study
     trials = study.get_trials(deepcopy=False)
     counts = {state.name: sum(t.state == state for t in trials) for state in TrialState}
@@ -58,12 +67,14 @@ def sweep_outcome(handle: StudyHandle, config: SweepConfig, parent_id: str, ran:
         best = sorted(study.best_trials, key=lambda t: t.values)
     else:
         best = sorted(complete, key=lambda t: t.values[0])[:BEST_SHOWN]
+    single = len(study.directions) == 1 and bool(best)
     return SweepOutcome(config.study_name, redacted(config.storage), redacted(config.tracking_uri), parent_id,
                         config.objective_spec, ran, counts, best, orphans,
                         {name: dict(row) for name, row in references.items()}, n_images,
                         tuple(map(str, config.space.dims["composite"].values)),
                         tuple(map(str, config.space.dims["schedule"].values)),
-                        {} if len(study.directions) > 1 else differences_from_best(best, uncertainty))
+                        differences_from_best(best, uncertainty) if single else {},
+                        differences_from_references(best[0], reference_draws, uncertainty) if single else {})
 
 
 def differences_from_best(best: list[FrozenTrial], uncertainty: Callable[[str], Uncertainty | None]
@@ -80,6 +91,21 @@ def differences_from_best(best: list[FrozenTrial], uncertainty: Callable[[str], 
         if other is not None and other[0] == leader[0] and other[2].shape == leader[2].shape:
             differences[trial.number] = paired_difference(*other[1:], *leader[1:])
     return differences
+
+
+def differences_from_references(best: FrozenTrial, draws: ReferenceDraws,
+                                uncertainty: Callable[[str], Uncertainty | None]) -> dict[str, Difference]:
+    """For each reference fill: the best trial's FID at its best step minus the fill's, paired on their
+    bootstrap replicates (the fills are scored on the same test images, docs/architecture.md#paired-verdicts).
+    Fills whose replicates do not pair with the trial's (another key or count), or all of them when the
+    trial recorded none, are left out: the outcome says those by point estimates alone."""
+    leader = _at_best_step(best, uncertainty)
+    if leader is None:
+        return {}
+    key, fid, replicates = leader
+    return {name: paired_difference(fid, replicates, reference_fid, reference_replicates)
+            for name, (reference_fid, reference_replicates, reference_key) in draws.items()
+            if reference_key == key and np.shape(reference_replicates) == replicates.shape}
 
 
 def _at_best_step(trial: FrozenTrial, uncertainty: Callable[[str], Uncertainty | None]):
@@ -105,12 +131,14 @@ class Column:
     header: str
     trial: Callable[[FrozenTrial], str]
     reference: Callable[[str, Mapping[str, float]], str] = _no_cell
-    text: bool = False  # left-justified (names), else right-justified (numbers)
+    text: bool = False  # left-justified names that may wrap, else right-justified numbers that may not
 
 
 def outcome_columns(outcome: SweepOutcome) -> list[Column]:
     """The table's columns in order: the trial (or reference), its objective values, best step, its paired
-    difference from the best trial (where recorded; else the final step's FID), KID, the settings that differ between the trials shown, and its MLflow run."""
+    difference from the best trial (where recorded; else the final step's FID), KID and the settings that
+    differ between the trials shown. The MLflow runs go to a line below (`outcome_lines`): with them, two
+    searched schedules or pastes took the table past 80 columns, and rich cuts cells there."""
     fid = Column(f"FID\n{DEFAULT_LEVEL:.0%} interval",
                  lambda t: _interval(t.values[0], *(t.user_attrs.get(f"best_fid_ci_{end}") for end in ("low", "high"))),
                  lambda name, row: _interval(row["fid"], row.get("fid_ci_low"), row.get("fid_ci_high")))
@@ -126,8 +154,7 @@ def outcome_columns(outcome: SweepOutcome) -> list[Column]:
             Column("best\nstep", lambda t: str(t.user_attrs.get("best_step", ""))),
             last,
             Column("KID", lambda t: _kid(t.user_attrs.get("kid")), lambda name, row: _kid(row.get("kid"))),
-            *settings,
-            Column("MLflow\nrun", lambda t: t.user_attrs.get("mlflow_run_id", "")[:8], text=True)]  # fits 80 columns
+            *settings]
 
 
 def outcome_table(outcome: SweepOutcome) -> Table:
@@ -137,8 +164,9 @@ def outcome_table(outcome: SweepOutcome) -> Table:
     table = Table(title=f"study {outcome.study_name}: {title}", box=box.HORIZONTALS, show_edge=False,
                   padding=(0, 1, 0, 0))
     columns = outcome_columns(outcome)
-    for column in columns:
-        table.add_column(column.header, justify="left" if column.text else "right", no_wrap=True)
+    for column in columns:  # short of 80 columns, names wrap (at spaces if they can) and numbers stay whole
+        table.add_column(column.header, justify="left" if column.text else "right", no_wrap=not column.text,
+                         overflow="fold")
     for trial in outcome.best:
         table.add_row(*(column.trial(trial) for column in columns))
     table.add_section()
@@ -162,6 +190,7 @@ def outcome_lines(outcome: SweepOutcome) -> list[str]:
             f"{outcome.n_images} images give on average; more images narrow it, more trials do not",
             *(orphans if outcome.orphans else []),
             f"study {outcome.study_name}: {counts or 'no trials'} ({outcome.ran} run now) in {outcome.storage}",
+            *_run_ids(outcome),
             f"open the UI:  bench ui --tracking-uri {outcome.tracking_uri}   (experiment {outcome.study_name})",
             f"report:       bench report --study {outcome.study_name} --storage {outcome.storage} "
             f"--tracking-uri {outcome.tracking_uri}",
@@ -191,17 +220,31 @@ def _versus_best(outcome: SweepOutcome, trial: FrozenTrial) -> str:
 
 
 def _comparison(outcome: SweepOutcome) -> list[str]:
-    """The best trial against each reference, in words (single-objective studies with a complete trial)."""
+    """The best trial against each reference (single-objective studies with a complete trial): a line
+    per reference with the paired verdict in `bench compare`'s words ('A - B: ...'); the references
+    without replicates to pair (studies recorded before them) by point estimates, said to be so."""
     if len(outcome.objective.names) > 1 or not outcome.best or not outcome.references:
         return []
     best = outcome.best[0]
     fid = best.values[0]
-    references = [(f"{baseline_label(name)} ({_number(row['fid'])})", row["fid"])
-                  for name, row in sorted(outcome.references.items(), key=lambda item: item[1]["fid"])]
-    better = [text for text, value in references if fid < value]
-    worse = [text for text, value in references if fid >= value]
+    ranked = sorted(outcome.references.items(), key=lambda item: item[1]["fid"])
+    paired = [f"best trial {best.number} - {baseline_label(name)}: "
+              f"{outcome.versus_references[name].verdict(f'trial {best.number}', baseline_label(name))}"
+              for name, _ in ranked if name in outcome.versus_references]
+    unpaired = [(f"{baseline_label(name)} ({_number(row['fid'])})", row["fid"])
+                for name, row in ranked if name not in outcome.versus_references]
+    better = [text for text, value in unpaired if fid < value]
+    worse = [text for text, value in unpaired if fid >= value]
     parts = [f"{word} than {' and '.join(names)}" for word, names in (("better", better), ("worse", worse)) if names]
-    return [f"best trial {best.number}: FID {_number(fid)}, {', '.join(parts)}"]
+    point = (f"best trial {best.number}: FID {_number(fid)}, {', '.join(parts)} "
+             "(point estimates only: no bootstrap replicates recorded to pair them)")
+    return [*paired, *([point] if unpaired else [])]
+
+
+def _run_ids(outcome: SweepOutcome) -> list[str]:
+    """'MLflow runs: trial 0 a32fbb01, trial 1 ec20f781' (the id's first 8 characters; none without trials)."""
+    runs = ", ".join(f"trial {t.number} {t.user_attrs.get('mlflow_run_id', '')[:8]}".rstrip() for t in outcome.best)
+    return [f"MLflow runs: {runs}"] if runs else []
 
 
 def _shown_settings(outcome: SweepOutcome) -> list[str]:

@@ -15,6 +15,7 @@ from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -172,6 +173,13 @@ def log_baselines(client, run_id: str, evaluator: Evaluator) -> None:
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "baselines.npz").write_bytes(baselines_npz(evaluator.baseline_summaries, evaluator.data_hash))
         client.log_artifacts(run_id, folder)
+
+
+def reference_draws(evaluator: Evaluator) -> dict[str, tuple[float, np.ndarray, str]]:
+    """{name: (FID, bootstrap replicates, key)} of the reference fills, as `baselines.npz` records them:
+    the sweep's outcome pairs the best trial with each (bench._sweep_outcome)."""
+    return {name: (summary.fid, summary.replicates, evaluator.data_hash)
+            for name, summary in evaluator.baseline_summaries.items()}
 
 
 def count_metrics(outcome: SweepOutcome) -> list:

@@ -32,7 +32,8 @@ from bench._sweep_config import (DEFAULT_N_TRIALS, GRID, OBJECTIVES, PRUNERS, SA
 from bench._sweep_outcome import SweepOutcome, outcome_lines, outcome_table, sweep_outcome
 from bench._sweep_processes import run_here, run_processes, sweep_evaluator
 from bench._sweep_recovery import fail_orphaned_trials
-from bench._sweep_runs import TrackingError, count_metrics, log_baselines, log_sweep_params, run_tags
+from bench._sweep_runs import (TrackingError, count_metrics, log_baselines, log_sweep_params, reference_draws,
+                              run_tags)
 from bench._sweep_worker import TrialBudget, make_worker
 from bench.compare import read_uncertainty
 from bench.storage import (FINISHED, StudyHandle, check_resumable, create_study, enqueue_grid, enqueue_lock,
@@ -89,7 +90,8 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
         client.set_terminated(parent_id, "FAILED")
         raise
     outcome = sweep_outcome(handle, config, parent_id, budget.finished, orphans, evaluator.baselines,
-                            len(evaluator.test), lambda run_id: read_uncertainty(client, run_id))
+                            len(evaluator.test), lambda run_id: read_uncertainty(client, run_id),
+                            reference_draws(evaluator))
     client.log_batch(parent_id, metrics=count_metrics(outcome))
     client.set_terminated(parent_id, "FINISHED")
     return outcome

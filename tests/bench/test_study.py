@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import optuna
 import pytest
 from mlflow import MlflowClient
@@ -21,8 +22,10 @@ from optuna.trial import TrialState
 from bench import trial as trial_module
 from bench._sweep_outcome import _interval as shown
 from bench._sweep_runs import checkpoint_params
+from bench.compare import read_uncertainty
 from bench.data import load_test_set
 from bench.search_space import SearchSpace
+from bench.stats import paired_difference
 from bench.study import (OBJECTIVES, SweepOutcome, build_sweep_config, open_storage, outcome_lines, outcome_table,
                          run_sweep)
 from bench.trial import TrialSettings
@@ -129,10 +132,12 @@ def test_a_fid_and_its_interval_read_to_two_digits_of_its_width(fid, low, high, 
 
 def test_the_table_shows_the_reference_fills_and_names_the_paste(sweep, tmp_path, tracking_uri):
     """Below the trials, the grey holes and the harmonic fill scored on the same images (the numbers the
-    parent run records), and lines saying how many images, which paste (seamless unless asked) and
-    where the best trial stands against the references."""
+    parent run records), and lines saying how many images, which paste (seamless unless asked),
+    where the best trial stands against each reference (its paired verdict, from the replicates of the
+    trial's uncertainty.npz and the parent run's baselines.npz) and the trials' MLflow runs."""
     outcome = sweep()
-    metrics = runs_of(tracking_uri)[0][0].data.metrics
+    parent = runs_of(tracking_uri)[0][0]
+    metrics = parent.data.metrics
     fid = {name: metrics[f"baseline_{name}_fid"] for name in ("grey", "harmonic")}
     rows = table_rows(outcome_table(outcome))
     assert [row["trial"].removesuffix(" ≈") for row in rows[:2]] == [str(t.number) for t in outcome.best]
@@ -149,7 +154,15 @@ def test_the_table_shows_the_reference_fills_and_names_the_paste(sweep, tmp_path
     assert outcome_lines(outcome)[:2] == [
         "FID and KID on 6 test images (lower is better); paste (--composite): seamless",
         "below the line: grey holes and harmonic fill, the same images filled without a model (bench/baselines.py)"]
-    assert outcome_lines(outcome)[2].startswith(f"best trial {best.number}: FID {best.values[0]:.3f}, ")
+    client = MlflowClient(tracking_uri)
+    trial_draw = read_uncertainty(client, best.user_attrs["mlflow_run_id"]).at(best.user_attrs["best_step"])
+    with np.load(client.download_artifacts(parent.info.run_id, "baselines.npz", str(tmp_path))) as recorded:
+        verdicts = {name: paired_difference(*trial_draw, float(recorded[f"{name}_fid"]), recorded[f"{name}_replicates"])
+                    .verdict(f"trial {best.number}", labels[name]) for name in fid}
+    assert outcome_lines(outcome)[2:4] == [f"best trial {best.number} - {labels[name]}: {verdicts[name]}"
+                                           for name in sorted(fid, key=fid.get)]
+    runs = ", ".join(f"trial {t.number} {t.user_attrs['mlflow_run_id'][:8]}" for t in outcome.best)
+    assert f"MLflow runs: {runs}" in outcome_lines(outcome)
     assert {t.params["composite"] for t in load(tmp_path).get_trials()} == {"seamless"}
 
     both = sweep(study_name="pastes", settings={**SETTINGS, "composite": "hard,seamless"})
@@ -157,18 +170,22 @@ def test_the_table_shows_the_reference_fills_and_names_the_paste(sweep, tmp_path
     assert {row["composite"] for row in table_rows(outcome_table(both))} == {"hard", "seamless", ""}
 
 
+POINT_ESTIMATES = "(point estimates only: no bootstrap replicates recorded to pair them)"
+
+
 @pytest.mark.parametrize("best, comparison", [
     (71.5, "better than harmonic fill (72.390) and grey holes (103.920)"),
     (80.25, "better than grey holes (103.920), worse than harmonic fill (72.390)"),
     (110.0, "worse than harmonic fill (72.390) and grey holes (103.920)")])
-def test_the_best_trial_is_compared_with_each_reference(best, comparison):
+def test_without_replicates_the_best_trial_is_compared_by_point_estimates_said_so(best, comparison):
+    """A study recorded before replicates (nothing paired): the point estimates, labelled as such."""
     trial = optuna.trial.create_trial(value=best, params={"schedule": "cosine"},
                                       distributions={"schedule": CategoricalDistribution(["cosine"])})
     trial.number = 0  # as a study numbers it
     outcome = SweepOutcome("study", "studies.journal", "sqlite:///mlflow.db", "run", OBJECTIVES["fid"], 1,
                            {"COMPLETE": 1}, [trial], [], {"grey": {"fid": 103.92, "kid": 0.05},
                                                           "harmonic": {"fid": 72.39, "kid": 0.03}}, 256, ("seamless",))
-    assert outcome_lines(outcome)[2] == f"best trial 0: FID {best:.3f}, {comparison}"
+    assert outcome_lines(outcome)[2] == f"best trial 0: FID {best:.3f}, {comparison} {POINT_ESTIMATES}"
     assert [row["trial"] for row in table_rows(outcome_table(outcome))] == ["0", "harmonic fill", "grey holes"]
 
 
@@ -344,8 +361,8 @@ def test_opening_a_storage_imports_neither_torch_nor_mlflow(tmp_path):
     assert opened.stdout.strip() == "neither" and journal.is_file()
 
 
-def _recorded(number: int, best_step: int) -> optuna.trial.FrozenTrial:
-    trial = optuna.trial.create_trial(value=0.0, params={"schedule": "cosine"},
+def _recorded(number: int, best_step: int, fid: float = 0.0) -> optuna.trial.FrozenTrial:
+    trial = optuna.trial.create_trial(value=fid, params={"schedule": "cosine"},
                                       distributions={"schedule": CategoricalDistribution(["cosine"])},
                                       user_attrs={"mlflow_run_id": f"run{number}", "best_step": best_step})
     trial.number = number
@@ -394,3 +411,70 @@ def test_each_trial_is_paired_with_the_best_at_their_best_steps():
     alone = dataclasses.replace(outcome, versus_best={})  # nothing paired: no column, no note
     assert "vs best" not in table_rows(outcome_table(alone))[0] and INDISTINGUISHABLE_NOTE not in outcome_lines(alone)
     assert "final\nFID" in table_rows(outcome_table(alone))[0]
+
+
+def test_the_best_trial_gets_a_paired_verdict_against_each_reference():
+    """Known answer: trial 3's replicates at its best step (FID 95.3) minus each fill's are the estimate
+    minus a spread of -s, 0, s (a third each), so the shifted 95% interval is [d - s, d + s]: the harmonic
+    fill (97.1, s = 3) -1.8 [-4.8, 1.2] contains 0; the grey holes (134.1, s = 4) -38.8 [-42.8, -34.8] and a
+    'blur' fill (90.0, s = 1) 5.3 [4.3, 6.3] do not. A 'stale' fill on another bootstrap key does not pair:
+    it alone is said by point estimates, labelled."""
+    from bench._sweep_outcome import differences_from_references
+    from bench.compare import Uncertainty
+
+    base = np.linspace(80.0, 110.0, 300)
+    spread = np.tile([-1.0, 0.0, 1.0], 100)
+    runs = {"run3": Uncertainty(np.array([4, 8]), np.array([95.3, 99.0]), np.stack([base, base + 3.7]),
+                                np.zeros((1, 2)), "key")}
+    draws = {"harmonic": (97.1, base + 1.8 + 3 * spread, "key"), "grey": (134.1, base + 38.8 + 4 * spread, "key"),
+             "blur": (90.0, base - 5.3 + spread, "key"), "stale": (120.0, base, "another key")}
+    best = _recorded(3, 4, fid=95.3)
+    differences = differences_from_references(best, draws, runs.get)
+    assert sorted(differences) == ["blur", "grey", "harmonic"]
+    assert (differences["harmonic"].estimate, differences["harmonic"].lo, differences["harmonic"].hi) == \
+        pytest.approx((-1.8, -4.8, 1.2))
+    assert differences_from_references(_recorded(4, 4), draws, runs.get) == {}  # no replicates recorded
+
+    references = {name: {"fid": draw[0], "kid": 0.05} for name, draw in draws.items()}
+    outcome = SweepOutcome("study", "studies.journal", "sqlite:///mlflow.db", "run", OBJECTIVES["fid"], 1,
+                           {"COMPLETE": 1}, [best], [], references, 256, ("seamless",), ("cosine",), {}, differences)
+    assert outcome_lines(outcome)[2:6] == [
+        "best trial 3 - blur fill: blur fill is better than trial 3 by 5.3 [4.3, 6.3]",
+        "best trial 3 - harmonic fill: no detectable difference (-1.8 [-4.8, 1.2])",
+        "best trial 3 - grey holes: trial 3 is better than grey holes by 38.8 [34.8, 42.8]",
+        f"best trial 3: FID 95.300, better than stale fill (120.000) {POINT_ESTIMATES}"]
+
+
+@pytest.mark.parametrize("searched", [{"schedule": ("cosine", "linear")}, {"composite": ("hard", "seamless")}])
+def test_the_table_reads_whole_at_80_columns(searched):
+    """Rich's width where the output is not a terminal: the default sweep's table (two trials, their paired
+    difference, the references), with two schedules or two pastes searched too, has no cell or header cut."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from bench.stats import Difference
+
+    def trial(number: int, steps: int, value: str) -> optuna.trial.FrozenTrial:
+        params = {"schedule": "cosine", "composite": "seamless", "steps": steps}
+        params[next(iter(searched))] = value
+        made = optuna.trial.create_trial(
+            value=108.4, params=params, distributions={name: CategoricalDistribution([value]) for name, value in
+                                                       params.items()},
+            user_attrs={"mlflow_run_id": "a32fbb01b9934a04bbb87dbc14722c6e", "best_step": steps - 1, "kid": 0.0385,
+                        "best_fid_ci_low": 100.2, "best_fid_ci_high": 117.1, "final_fid": 110.2})
+        made.number = number
+        return made
+
+    name, values = next(iter(searched.items()))
+    references = {"harmonic": {"fid": 97.1, "fid_ci_low": 90.2, "fid_ci_high": 106.0, "kid": 0.0365},
+                  "grey": {"fid": 134.1, "fid_ci_low": 126.3, "fid_ci_high": 142.0, "kid": 0.0585}}
+    outcome = SweepOutcome("sweep-cosine", "bench-studies.journal", "sqlite:///mlflow.db", "run", OBJECTIVES["fid"],
+                           2, {"COMPLETE": 2}, [trial(10, 4, values[0]), trial(11, 8, values[1])], [], references,
+                           128, searched.get("composite", ("seamless",)), searched.get("schedule", ("cosine",)),
+                           {11: Difference(10.5, 6.5, 14.5)})
+    console = Console(width=80, file=StringIO())
+    console.print(outcome_table(outcome))
+    printed = console.file.getvalue()
+    assert "…" not in printed and max(map(len, printed.splitlines())) <= 80
+    assert all(header in printed for header in ("95% interval", "vs best", name, "steps"))

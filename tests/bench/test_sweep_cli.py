@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -172,18 +173,30 @@ def test_the_readmes_first_command_runs_end_to_end(tmp_path, monkeypatch, incept
     """`bench sweep --schedule cosine`, the README's first command, in a fresh folder with an empty
     cache: the embedded toy-face benchmark is built, the shipped toyfaces model decodes, real FIDs are
     computed and the study and its MLflow runs land beside the command. Kept fast by --limit 4 and a
-    benchmark built with fewer train and validation images (the test images are drawn alike)."""
+    benchmark built with fewer train and validation images (the test images are drawn alike). Printed at
+    rich's width off a terminal (80 columns), the table reads uncut and the best trial gets a paired
+    verdict against each reference."""
     real_build = toyfaces.build_toyfaces_benchmark
     monkeypatch.setattr(toyfaces, "build_toyfaces_benchmark",
                         lambda out: real_build(out, n_train=8, n_val=2, n_test=6))
     monkeypatch.setenv("MASKGIT_BENCH_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv(weights_lookup.WEIGHTS_ENV, str(inception_weights))  # converted once per session
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "80")
     result = invoke(["sweep", "--schedule", "cosine", "--limit", "4"])
     assert result.exit_code == 0, result.output
     assert f"study {STUDY}" in result.output and "bench ui" in result.output
     assert INDISTINGUISHABLE_NOTE in result.output  # which trials the best is not told apart from
     assert "vs best" in result.output and "…" not in result.output  # the table fits 80 columns uncut
+    lines = result.output.splitlines()
+    table = lines[next(i for i, line in enumerate(lines) if "best trials of" in line):
+                  next(i for i, line in enumerate(lines) if line.startswith("FID and KID on"))]
+    assert max(map(len, table)) <= 80
+    best = next(line for line in table if line[:1].isdigit()).split()[0]
+    for label in ("harmonic fill", "grey holes"):
+        assert re.search(rf"^best trial {best} - {label}: (no detectable difference|.* is better than .* by) ",
+                         result.output, re.MULTILINE), result.output
+    assert "point estimates only" not in result.output
     assert (tmp_path / "cache" / toyfaces.BENCHMARK_NAME / "benchmark.json").is_file()
 
     study = optuna.load_study(study_name=STUDY, storage=open_storage("bench-studies.journal"))
