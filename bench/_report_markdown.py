@@ -134,8 +134,16 @@ def headline(data: ReportData) -> list[str]:
              + ("." if winner.trial is None else f"; in the study it scored {number_text(winner.trial['best_fid'])}.")]
     if winner.runner_up is not None and winner.margin is not None:
         second = f"trial {winner.runner_up['confirms']}"
+        nominal = "" if winner.margin.detectable else " (so the winner is only nominal: its FID is the lowest, not " \
+                                                      "detectably lower)"
         lines.append(f"- Against the next confirmed configuration ({second}, {describe_trial(winner.runner_up)}): "
-                     f"{winner.margin.verdict('the winner', second)}.")
+                     f"{winner.margin.verdict('the winner', second)}{nominal}.")
+    shifts = confirmation_table(data).eval("`confirmed FID` - `FID in the study`").dropna()
+    if len(shifts):
+        low, high, mean = numbers_text(shifts.min(), shifts.max(), shifts.mean())
+        lines.append(f"- On fresh seeds the {len(shifts)} confirmed configurations' FIDs moved by {low} to {high} "
+                     f"from their study values (mean {mean}; positive: worse): what the study's best owed to the noise "
+                     "they were chosen on (the winner's curse), plus the fresh seeds' own luck.")
     return lines
 
 

@@ -449,6 +449,20 @@ def test_the_headline_comes_from_the_confirmation_runs(paired_store, tmp_path):
     assert list(table["FID in the study"]) == [study[1], study[0]]
     assert list(table["fresh seeds"]) == ["0,1", "0,1"]  # as recorded by this test's runs
     assert "## Confirmation runs (`bench sweep --confirm`)" in markdown
+    shifts = [client.get_run(runs[f"confirm-{n}"]).data.metrics["best_fid"] - study[n] for n in (1, 0)]
+    low, high, mean = (f"{value:.2f}" for value in (min(shifts), max(shifts), np.mean(shifts)))
+    assert f"- On fresh seeds the 2 confirmed configurations' FIDs moved by {low} to {high} from their study " \
+           f"values (mean {mean}; positive: worse)" in markdown
+    assert "only nominal" not in markdown  # trial 1 detectably beat trial 0 on the fresh seeds
+
+
+def test_a_winner_not_detectably_better_than_the_next_is_called_nominal(paired_store, tmp_path):
+    _, uri, _, _, confirm = paired_store
+    confirm([0, 1], shift={})  # the same curve again for both: no detectable difference between them
+    markdown = (make_report(uri, ["paired"], out=tmp_path / "r", log=False).out / "report.md").read_text()
+    line = next(line for line in markdown.splitlines() if line.startswith("- Against the next confirmed"))
+    assert "no detectable difference" in line
+    assert line.endswith("(so the winner is only nominal: its FID is the lowest, not detectably lower).")
 
 
 def test_confirmations_of_equal_trial_numbers_in_two_studies_are_kept_apart(paired_store):
