@@ -134,8 +134,8 @@ def headline(data: ReportData) -> list[str]:
              + ("." if winner.trial is None else f"; in the study it scored {number_text(winner.trial['best_fid'])}.")]
     if winner.runner_up is not None and winner.margin is not None:
         second = f"trial {winner.runner_up['confirms']}"
-        nominal = "" if winner.margin.detectable else " (so the winner is only nominal: its FID is the lowest, not " \
-                                                      "detectably lower)"
+        nominal = "" if winner.margin.detectable else "; so the winner is only nominal, its FID the lowest but not " \
+                                                      "detectably lower"
         lines.append(f"- Against the next confirmed configuration ({second}, {describe_trial(winner.runner_up)}): "
                      f"{winner.margin.verdict('the winner', second)}{nominal}.")
     shifts = confirmation_table(data).eval("`confirmed FID` - `FID in the study`").dropna()

@@ -462,7 +462,7 @@ def test_a_winner_not_detectably_better_than_the_next_is_called_nominal(paired_s
     markdown = (make_report(uri, ["paired"], out=tmp_path / "r", log=False).out / "report.md").read_text()
     line = next(line for line in markdown.splitlines() if line.startswith("- Against the next confirmed"))
     assert "no detectable difference" in line
-    assert line.endswith("(so the winner is only nominal: its FID is the lowest, not detectably lower).")
+    assert line.endswith("; so the winner is only nominal, its FID the lowest but not detectably lower.")
 
 
 def test_confirmations_of_equal_trial_numbers_in_two_studies_are_kept_apart(paired_store):
