@@ -133,9 +133,7 @@ def fig_fid_vs_step(data: ReportData, style: ReportStyle, path: Path) -> str:
         curve = bands[bands["schedule"] == name]
         colour = style.palette[name]
         ax.plot(curve["step"], curve["fid"], marker="o", color=colour, label=f"{name} (trial {curve['trial'].iloc[0]})")
-        ax.fill_between(curve["step"], curve["fid_ci_low"], curve["fid_ci_high"], color=colour, alpha=0.08, linewidth=0)
-        for edge in ("fid_ci_low", "fid_ci_high"):  # outlined, so that several schedules' bands stay apart
-            ax.plot(curve["step"], curve[edge], color=colour, linewidth=0.8, linestyle="--", alpha=0.7)
+        _outlined_band(ax, curve["step"], curve["fid_ci_low"], curve["fid_ci_high"], colour)
     fit_y_to(ax, bands[["fid", "fid_ci_low", "fid_ci_high"]].to_numpy().ravel())
     _draw_baselines(ax, data)
     ax.set(xlabel="" if versus_last else "decoding step s (sweet spot)", ylabel="FID (lower is better)",
@@ -145,11 +143,7 @@ def fig_fid_vs_step(data: ReportData, style: ReportStyle, path: Path) -> str:
     if versus_last:
         for name, frame in versus_last.items():
             below.plot(frame["step"], frame["estimate"], marker="o", markersize=4, color=style.palette[name])
-            below.fill_between(frame["step"], frame["lo"], frame["hi"], color=style.palette[name], alpha=0.08,
-                               linewidth=0)
-            for edge in ("lo", "hi"):
-                below.plot(frame["step"], frame[edge], color=style.palette[name], linewidth=0.8, linestyle="--",
-                           alpha=0.7)
+            _outlined_band(below, frame["step"], frame["lo"], frame["hi"], style.palette[name])
         below.axhline(0, color="black", linewidth=1)
         below.set(xlabel="decoding step s (sweet spot)", ylabel="FID(s) - FID(T), paired")
     _save(fig, path)
@@ -166,6 +160,13 @@ def fig_fid_vs_step(data: ReportData, style: ReportStyle, path: Path) -> str:
              "wholly below 0." if versus_last else "")
     return (f"Each line is a schedule's best trial at T = {style.steps}: its FID after step s; {band}. Reference "
             f"fills that learn nothing are dashed and dotted lines, or a note at the edge when outside the range.{lower}")
+
+
+def _outlined_band(ax, x, low, high, colour) -> None:
+    """A light interval band with dashed edges, so that several schedules' bands stay apart."""
+    ax.fill_between(x, low, high, color=colour, alpha=0.08, linewidth=0)
+    for edge in (low, high):
+        ax.plot(x, edge, color=colour, linewidth=0.8, linestyle="--", alpha=0.7)
 
 
 def fig_schedules(data: ReportData, style: ReportStyle, path: Path) -> str:
