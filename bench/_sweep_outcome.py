@@ -88,7 +88,7 @@ def differences_from_best(best: list[FrozenTrial], uncertainty: Callable[[str], 
     differences = {}
     for trial in best[1:]:
         other = _at_best_step(trial, uncertainty)
-        if other is not None and other[0] == leader[0] and other[2].shape == leader[2].shape:
+        if other is not None and _pairable(other, leader):
             differences[trial.number] = paired_difference(*other[1:], *leader[1:])
     return differences
 
@@ -102,10 +102,13 @@ def differences_from_references(best: FrozenTrial, draws: ReferenceDraws,
     leader = _at_best_step(best, uncertainty)
     if leader is None:
         return {}
-    key, fid, replicates = leader
-    return {name: paired_difference(fid, replicates, reference_fid, reference_replicates)
-            for name, (reference_fid, reference_replicates, reference_key) in draws.items()
-            if reference_key == key and np.shape(reference_replicates) == replicates.shape}
+    return {name: paired_difference(*leader[1:], fid, replicates)
+            for name, (fid, replicates, key) in draws.items() if _pairable(leader, (key, fid, replicates))}
+
+
+def _pairable(a, b) -> bool:
+    """Whether two (bootstrap key, FID, replicates) were resampled on the same indices: same key and count."""
+    return a[0] == b[0] and np.shape(a[2]) == np.shape(b[2])
 
 
 def _at_best_step(trial: FrozenTrial, uncertainty: Callable[[str], Uncertainty | None]):
