@@ -88,20 +88,28 @@ def confirmation_table(data: ReportData) -> pd.DataFrame | None:
     ranked = ranked_confirmations(data)
     if ranked is None:
         return None
-    study_fid = data.trials.set_index(["study", "trial"])["best_fid"]
+    study_fid = study_fids(data, ranked)
     settings = [c for c in data.varied() if c not in ("seed", "seed_list")]
     winner = ranked.iloc[0]
     rows = []
     for index, run in ranked.iterrows():
         difference = paired(data, run, winner) if index else None
         rows.append({"confirms trial": run["confirms"], **{c: run[c] for c in settings}, "step": run["best_step"],
-                     "FID in the study": study_fid.get((run["study"], run["confirms"]), math.nan),
+                     "FID in the study": study_fid[index],
                      "confirmed FID": run["best_fid"], "95% interval": interval_text(run),
                      "vs winner": difference_text(difference),
                      "beaten by winner": "winner" if not index else "" if difference is None
                      else "yes" if difference.detectable else "no",
                      "fresh seeds": run.get("seed_list", "")})
     return pd.DataFrame(rows)
+
+
+def study_fids(data: ReportData, confirmations: pd.DataFrame) -> pd.Series:
+    """Each confirmation run's configuration's best FID in the study it confirms (NaN where that trial
+    is not among the recorded ones), on the confirmations' index."""
+    study_fid = data.trials.set_index(["study", "trial"])["best_fid"]
+    return pd.Series([study_fid.get(key, math.nan) for key in zip(confirmations["study"], confirmations["confirms"])],
+                     index=confirmations.index, dtype=float)
 
 
 def schedule_table(data: ReportData) -> pd.DataFrame:
@@ -138,7 +146,8 @@ def headline(data: ReportData) -> list[str]:
                                                       "detectably lower"
         lines.append(f"- Against the next confirmed configuration ({second}, {describe_trial(winner.runner_up)}): "
                      f"{winner.margin.verdict('the winner', second)}{nominal}.")
-    shifts = confirmation_table(data).eval("`confirmed FID` - `FID in the study`").dropna()
+    ranked = ranked_confirmations(data)  # not None: there is a winner
+    shifts = (ranked["best_fid"] - study_fids(data, ranked)).dropna()
     if len(shifts):
         low, high, mean = numbers_text(shifts.min(), shifts.max(), shifts.mean())
         lines.append(f"- On fresh seeds the {len(shifts)} confirmed configurations' FIDs moved by {low} to {high} "
