@@ -24,7 +24,7 @@ from bench._sweep_runs import RunLogger, run_params, run_tags
 from bench.defaults import CONFIRMATION_TAG, CONFIRMS_TAG
 from bench.errors import BenchError
 from bench.stats import Difference, paired_difference
-from bench.storage import open_storage, redacted, same_params_seeds, study_provenance
+from bench.storage import open_storage, provenance_mismatch, redacted, same_params_seeds, study_provenance
 from bench.tracking import ensure_experiment, tracking_client
 from bench.trial import TrialResult, TrialSettings, fresh_seeds
 
@@ -78,11 +78,11 @@ def best_trials(trials: list[FrozenTrial], study_name: str, top: int) -> list[Fr
 
 def check_same_provenance(storage, study_name: str, provenance: dict[str, str]) -> None:
     """The evaluator must be the study's model, images and protocol, or the runs would not pair."""
-    recorded = storage.get_study_user_attrs(storage.get_study_id_from_name(study_name))
-    for key, value in provenance.items():
-        if key in recorded and recorded[key] != value:
-            raise BenchError(f"--confirm: study {study_name} was run with {key} {recorded[key]}, this command has "
-                             f"{value}; give the study's --checkpoint, --data, --limit and --protocol")
+    mismatch = provenance_mismatch(storage, storage.get_study_id_from_name(study_name), provenance)
+    if mismatch:
+        key, recorded, value = mismatch
+        raise BenchError(f"--confirm: study {study_name} was run with {key} {recorded}, this command has "
+                         f"{value}; give the study's --checkpoint, --data, --limit and --protocol")
 
 
 def used_seeds(client, experiment_id: str, trial: FrozenTrial, trials: list[FrozenTrial]) -> set[int]:

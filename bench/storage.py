@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.parse
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -169,6 +169,15 @@ class Provenance:
     inception_weights: str
 
 
+def provenance_mismatch(storage: optuna.storages.BaseStorage, study_id: int, provenance: Mapping[str, str]
+                        ) -> tuple[str, str, str] | None:
+    """The first of the study's recorded model, data and protocol attributes that `provenance` contradicts,
+    as (key, recorded, given); None when they agree (runs on other ones would not pair)."""
+    recorded = storage.get_study_user_attrs(study_id)
+    return next(((key, recorded[key], value) for key, value in provenance.items()
+                 if key in recorded and recorded[key] != value), None)
+
+
 def check_resumable(storage: optuna.storages.BaseStorage, config: SweepConfig, provenance: Provenance) -> None:
     """An existing study must have the same objective, model, data and compatible settings."""
     try:
@@ -180,12 +189,12 @@ def check_resumable(storage: optuna.storages.BaseStorage, config: SweepConfig, p
     if directions != config.objective_spec.directions:
         raise BenchError(f"--study-name {name}: the study has {len(directions)} objective(s), "
                          f"--objective {config.objective} has {len(config.objective_spec.names)}")
-    recorded = storage.get_study_user_attrs(study_id)
-    for key, value in asdict(provenance).items():
-        if key in recorded and recorded[key] != value:
-            raise BenchError(f"--study-name {name}: the study was run with {key} {recorded[key]}, this sweep has "
-                             f"{value} (other --checkpoint, --data, --limit or --protocol); "
-                             "choose another --study-name")
+    mismatch = provenance_mismatch(storage, study_id, asdict(provenance))
+    if mismatch:
+        key, recorded, value = mismatch
+        raise BenchError(f"--study-name {name}: the study was run with {key} {recorded}, this sweep has "
+                         f"{value} (other --checkpoint, --data, --limit or --protocol); "
+                         "choose another --study-name")
     searched = {setting: distribution for trial in storage.get_all_trials(study_id, deepcopy=False, states=FINISHED)
                 for setting, distribution in trial.distributions.items()}
     setting = config.space.incompatible_with(searched)
