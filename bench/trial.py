@@ -35,7 +35,7 @@ from bench.baselines import BASELINES
 from bench.data import TestSet
 from bench.devices import default_batch_size
 from bench.errors import BenchError
-from bench.fid import FIDReference, InceptionFeatures
+from bench.fid import FIDReference, InceptionFeatures, fid_with_interval
 from bench.files import atomic_write, cache_home
 from bench.stats import FidSummary, ReferenceGram, summarize
 from bench.trial_results import METRICS, SeedResult, StepScore, TrialCache, TrialResult, mean_over_seeds
@@ -208,11 +208,6 @@ class Evaluator:
         """The ground truth's Gram side of every FID here (bench.stats), made once per Evaluator."""
         return ReferenceGram.of(self.reference.features)
 
-    def score_images(self, images: Tensor) -> FidSummary:
-        """FID of uint8 images (one per test image, in order) with its interval, FID-infinity and KID,
-        all from one Inception pass; bootstrap key = the test set's content hash."""
-        return summarize(self.reference_gram, self.extractor.features(images).numpy(), self.data_hash)
-
     @cached_property
     def baseline_summaries(self) -> dict[str, FidSummary]:
         """The fills that learn nothing (bench.baselines), scored with their replicates: the reference
@@ -226,7 +221,10 @@ class Evaluator:
                 summaries = {name: _stored_summary(stored, name) for name in BASELINES}
         except (OSError, ValueError, KeyError):
             test = self.test
-            summaries = {name: self.score_images(fill(test.masked, test.holes)) for name, fill in BASELINES.items()}
+            summaries = {name: fid_with_interval(self.reference, fill(test.masked, test.holes), self.data_hash,
+                                                 extractor=self.extractor, reference_gram=self.reference_gram
+                                                 ).uncertainty
+                         for name, fill in BASELINES.items()}
             atomic_write(path, lambda f: f.write(baselines_npz(summaries, self.data_hash)))
         return summaries
 
@@ -291,18 +289,21 @@ class Evaluator:
         pending = [self._decode_seed(run) for run in runs if results[run.seed] is None]
         results.update({seed.result.seed: seed.result for seed in pending})
         seed_results = [results[run.seed] for run in runs]
+        curve, replicates = {}, {}
         for step in needed:
             for seed in pending:
                 self._score_step(seed, step)
+            step_curve, step_replicates = mean_over_seeds(seed_results, [step], self.data_hash)
+            curve.update(step_curve)
+            replicates.update(step_replicates)
             if on_step:
-                on_step(mean_over_seeds(seed_results, [step], self.data_hash)[0][step])
+                on_step(curve[step])
         for seed in pending:
             with timed(seed.result.seconds, "total"):
                 seed.result.progression, seed.result.latent_mask = self._figures(seed.decoded, seed.result.settings,
                                                                                  seed.shown)
             if self.cache:
                 self.cache.store(seed.result)
-        curve, replicates = mean_over_seeds(seed_results, needed, self.data_hash)
         return TrialResult(settings, curve, replicates, seed_results, self.data_hash)
 
     def _decode_seed(self, settings: TrialSettings) -> _SeedInProgress:
