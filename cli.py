@@ -247,6 +247,11 @@ def train_vqgan(
                                                                     "Default: none (newest only)."),
     fid_images: int = typer.Option(0, min=0, help="Report val_recon_fid, the reconstruction FID (tf) of this "
                                                   "many validation images, every epoch. Default: 0 (off)."),
+    codebook_size: int | None = typer.Option(None, min=2, help="Codebook entries instead of the preset's (fewer "
+                                                               "codes: tokens a small transformer predicts more "
+                                                               "often right; stage 2 takes it from the "
+                                                               "checkpoint). Give it again with --resume. "
+                                                               "Default: the preset's."),
     seed: int = typer.Option(0, help="Seed of data order, augmentation and code restarts. Default: 0."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ... Default: auto."),
     bf16: bool | None = typer.Option(None, "--bf16/--fp32", help=_BF16_HELP),
@@ -262,7 +267,7 @@ def train_vqgan(
 
     cfg = _train_config(epochs, batch_size, lr, seed, device, bf16, disc_start=disc_start, disc_weight=disc_weight,
                         adaptive_disc_weight=adaptive_disc_weight, lr_floor=lr_floor, keep_best=keep_best)
-    last = train_vqgan_command(data, out, preset, cfg, resume, tracking_uri, fid_images)
+    last = train_vqgan_command(data, out, preset, cfg, resume, tracking_uri, fid_images, codebook_size)
     typer.echo(f"checkpoint: {last}")
 
 

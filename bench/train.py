@@ -112,11 +112,13 @@ def _run(stage: str, model: MaskGIT, data: Path, out: Path, cfg: TrainConfig, re
 
 
 def train_vqgan_command(data: Path, out: Path, preset_name: str, cfg: TrainConfig, resume: bool,
-                        tracking_uri: str | None, fid_images: int = 0) -> Path:
+                        tracking_uri: str | None, fid_images: int = 0, codebook_size: int | None = None) -> Path:
     try:
         vq_cfg, _ = preset(preset_name)
     except ValueError as exc:
         raise BenchError(f"--preset: {exc}") from None
+    if codebook_size is not None:
+        vq_cfg.num_codebook_vectors = codebook_size
     if fid_images == 1:
         raise BenchError("--fid-images: FID needs at least 2 images (a covariance)")
     if cfg.keep_best == "val_recon_fid" and not fid_images:
@@ -124,7 +126,8 @@ def train_vqgan_command(data: Path, out: Path, preset_name: str, cfg: TrainConfi
     cfg.device = resolve_device(cfg.device)
     model = MaskGIT(vq_cfg, None)
     recon_fid = ReconstructionFID(fid_images, cfg.device) if fid_images else None
-    params = {"preset": preset_name, **({"fid_images": fid_images} if fid_images else {})}
+    params = {"preset": preset_name, **({"fid_images": fid_images} if fid_images else {}),
+              **({"codebook_size": codebook_size} if codebook_size is not None else {})}
     return _run("vqgan", model, data, out, cfg, resume, tracking_uri, params, recon_fid)
 
 

@@ -97,3 +97,30 @@ def test_train_both_stages_then_resume(tmp_path, tiny_test_set):
     assert vq_run["metrics.val_psnr"] > 0
     artifacts = mlflow.MlflowClient().list_artifacts(vq_run["run_id"], "validation")
     assert len(artifacts) == 2
+
+
+def test_codebook_size_replaces_the_presets_and_reaches_stage_two(tmp_path):
+    from bench.toyfaces import build_toyfaces_benchmark
+
+    data = tmp_path / "bench"
+    build_toyfaces_benchmark(data, n_train=16, n_val=4, n_test=4)
+    common = ["--data", str(data), "--preset", "tiny", "--device", "cpu", "--batch-size", "16", "--epochs", "1",
+              "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "vqgan", *common, "--out", str(tmp_path / "vq"), "--codebook-size", "8"])
+    assert result.exit_code == 0, result.output
+    stage1, config = load_checkpoint(tmp_path / "vq", require_transformer=False)
+    assert config["vqgan"]["num_codebook_vectors"] == 8 and config["meta"]["codebook_size"] == 8
+    assert stage1.vqgan.codebook.embedding.weight.shape == (8, 16)  # the tiny preset has 32 codes of dim 16
+    result = runner.invoke(app, ["train", "transformer", *common, "--vqgan", str(tmp_path / "vq"),
+                                 "--out", str(tmp_path / "tr"), "--warmup-steps", "1"])
+    assert result.exit_code == 0, result.output
+    model, config = load_checkpoint(tmp_path / "tr")
+    assert config["transformer"]["num_codebook_vectors"] == 8
+    assert model.transformer.tok_emb.weight.shape[0] == 8 + 1  # the codes and the mask token
+
+
+def test_codebook_size_below_two_is_refused(tmp_path):
+    result = CliRunner().invoke(app, ["train", "vqgan", "--data", str(tmp_path), "--out", str(tmp_path / "run"),
+                                      "--preset", "tiny", "--codebook-size", "1"])
+    assert result.exit_code == 2 and "--codebook-size" in result.output
