@@ -616,16 +616,18 @@ def evaluate_command(
     sweet_spot: int | None = typer.Option(None, min=1, help="Score the multi-step row at this step only (one FID "
                                                             "instead of T, e.g. the best step a sweep found). "
                                                             "Default: every step, the best reported."),
-    composite: str = typer.Option("hard,seamless", help="How the decoding rows paste decoded pixels into the holes, "
-                                                        "one pair of rows each: hard, feather, seamless (Poisson "
-                                                        "cloning). Default: hard,seamless."),
+    composite: str = typer.Option("off,hard,seamless", help="How the decoding rows paste decoded pixels into the "
+                                                            "holes, one trio of rows each (oracle, one step, "
+                                                            "multi-step): off (nothing pasted, the whole decoded "
+                                                            "image scored: the lab's protocol), hard, feather, "
+                                                            "seamless (Poisson cloning). Default: off,hard,seamless."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ... Default: auto."),
     batch_size: int | None = _batch_size_option("Images per batch", min=1),
     out: Path | None = typer.Option(None, help="Also write the numbers as JSON here. Default: print only."),
 ):
     """Measure a trained model for its model card: VQGAN reconstruction PSNR/FID and codebook usage,
-    masked-token accuracy, and inpainting FID of grey holes, the harmonic fill, one-step decoding
-    and multi-step decoding (decoded pixels composited into the holes).
+    masked-token accuracy, and inpainting FID of grey holes, the harmonic fill, the ground truth's own
+    tokens decoded (the tokenizer's bound), one-step and multi-step decoding, once per --composite.
 
     Example: bench evaluate --checkpoint catfaces --data data/catfaces --out quality.json
     """

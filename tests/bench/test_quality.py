@@ -8,8 +8,12 @@ import torch
 from typer.testing import CliRunner
 
 from bench.data import load_test_set
-from bench.quality import masked_token_accuracy
+from bench.fid import fid_score
+from bench.quality import masked_token_accuracy, model_quality
+from bench.session import open_evaluator
+from bench.trial import TrialSettings
 from cli import app
+from maskgit.decoding import DecodeConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -29,9 +33,10 @@ def test_evaluate_reports_every_model_card_number(tiny_checkpoint, tiny_test_set
     assert 0 < report["codebook_usage"] <= 1 and 0 <= report["masked_token_accuracy"] <= 1
     assert report["reconstruction_psnr"] > 0 and report["reconstruction_fid"] > 0
     rows = report["inpainting"]
-    assert set(rows) == {"grey", "harmonic", "oracle_hard", "one_step_hard", "best_hard",
-                         "oracle_seamless", "one_step_seamless", "best_seamless"}
-    for composite in ("hard", "seamless"):
+    assert set(rows) == {"grey", "harmonic", "oracle_off", "one_step_off", "best_off", "oracle_hard",
+                         "one_step_hard", "best_hard", "oracle_seamless", "one_step_seamless", "best_seamless"}
+    assert rows["oracle_off"]["fid"] == report["reconstruction_fid"]  # the same images, scored once
+    for composite in ("off", "hard", "seamless"):
         one_step, best = rows[f"one_step_{composite}"], rows[f"best_{composite}"]
         assert one_step["settings"]["steps"] == 1 and best["settings"]["steps"] == 2
         assert one_step["settings"]["composite"] == best["settings"]["composite"] == composite
@@ -40,6 +45,35 @@ def test_evaluate_reports_every_model_card_number(tiny_checkpoint, tiny_test_set
     # the classical fill beats grey holes on the toy faces, as it must for the baseline to mean anything
     assert rows["harmonic"]["fid"] < rows["grey"]["fid"]
     assert "harmonic" in result.output and "masked-token accuracy" in result.output
+
+
+def test_off_rows_score_the_decoded_images_and_the_pasted_rows_the_same_tokens_pasted(tiny_checkpoint,
+                                                                                       tiny_test_set, instant_fid):
+    """Known answer, recomputed outside the Evaluator: `off` scores the detokenized images as they are
+    (its oracle is the reconstruction, scored once), `hard` the same pixels pasted into the holes of
+    the masked input; the oracle rows decode the ground truth's tokens, the decoding rows the tokens
+    the transformer filled in at the scored step."""
+    evaluator = open_evaluator(str(tiny_checkpoint), str(tiny_test_set), None, "cpu", progress=False)
+    best = TrialSettings(DecodeConfig(steps=2), sweet_spot=2)
+    report = model_quality(evaluator, best, ("off", "hard"))
+    model, test, rows = evaluator.model, evaluator.test, report["inpainting"]
+
+    def scored(images):
+        result = fid_score(evaluator.reference, images, extractor=evaluator.extractor)
+        return {"fid": result.fid, "kid": result.kid_mean}
+
+    def pasted(images):
+        return torch.where(test.holes[:, None], images, test.masked)
+
+    with torch.no_grad():
+        reconstruction = model.detokenize(model.tokenize(test.gt))
+        filled = model.detokenize(evaluator.decode(best).filled[1])  # step 2 of 2
+    assert rows["oracle_off"] == scored(reconstruction) and report["reconstruction_fid"] == scored(reconstruction)["fid"]
+    assert rows["oracle_hard"] == pytest.approx(scored(pasted(reconstruction)))
+    assert rows["best_off"]["fid"] == pytest.approx(scored(filled)["fid"])
+    assert rows["best_hard"]["fid"] == pytest.approx(scored(pasted(filled))["fid"])
+    assert rows["best_off"]["settings"]["composite"] == "off" and rows["best_off"]["best_step"] == 2
+    assert rows["best_off"]["fid"] != rows["best_hard"]["fid"]
 
 
 def test_evaluate_refuses_an_unknown_composite(tmp_path):
