@@ -51,9 +51,8 @@ def _recording(method):
             return method(self, *args, **kwargs)
         except (MlflowException, RequestException) as exc:
             reason = " ".join(str(exc).split())[:300]
-            raise TrackingError(f"--tracking-uri {self.tracking_uri}: MLflow could not record the trial "
-                                f"({type(exc).__name__}: {reason}); the trial is recorded FAIL and the same "
-                                "command resumes the study once MLflow is back") from None
+            raise TrackingError(f"--tracking-uri {self.tracking_uri}: MLflow could not record {self.subject} "
+                                f"({type(exc).__name__}: {reason}); {self.advice}") from None
 
     return recorded
 
@@ -66,20 +65,46 @@ def end_run(client, run_id: str, status: str, state: TrialState, error: str | No
     client.set_terminated(run_id, status)
 
 
-class RunLogger:
-    """The MLflow side of a sweep: nested runs under the invocation's parent run."""
+TRIAL_OUTAGE_ADVICE = "the trial is recorded FAIL and the same command resumes the study once MLflow is back"
 
-    def __init__(self, client, tracking_uri: str, experiment_id: str, parent_run_id: str, tags: dict[str, str],
-                 params: dict[str, object]):
+
+class RunLogger:
+    """The MLflow side of a sweep: nested runs under the invocation's parent run. An MLflow failure in any
+    of its methods is a one-line TrackingError naming what could not be recorded (`subject`) and what the
+    user can do (`advice`)."""
+
+    def __init__(self, client, tracking_uri: str, experiment_id: str, parent_run_id: str | None,
+                 tags: dict[str, str], params: dict[str, object], subject: str = "the trial",
+                 advice: str = TRIAL_OUTAGE_ADVICE):
         self.client, self.experiment_id, self.parent_run_id = client, experiment_id, parent_run_id
         self.tracking_uri = redacted(tracking_uri)  # for messages
         self.tags, self.params = tags, params  # on every trial run
+        self.subject, self.advice = subject, advice
 
     @_recording
+    def start_parent(self, run_name: str) -> str:
+        """The invocation's parent run, with the tags every run carries; the runs started next nest under it."""
+        self.parent_run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=self.tags).info.run_id
+        return self.parent_run_id
+
+    @_recording
+    def end_parent(self, status: str) -> None:
+        self.client.set_terminated(self.parent_run_id, status)
+
+    @_recording
+    def start_run(self, run_name: str, tags: dict[str, str]) -> str:
+        """A run nested under the parent run, with the tags every run carries and these."""
+        tags = {**self.tags, "mlflow.parentRunId": self.parent_run_id, **tags}
+        return self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
+
     def start_trial(self, trial: optuna.Trial, study_name: str) -> str:
-        tags = {**self.tags, "mlflow.parentRunId": self.parent_run_id, "optuna_study_name": study_name,
-                "optuna_trial_number": str(trial.number)}
-        return self.client.create_run(self.experiment_id, run_name=f"trial-{trial.number:03d}", tags=tags).info.run_id
+        return self.start_run(f"trial-{trial.number:03d}", {"optuna_study_name": study_name,
+                                                             "optuna_trial_number": str(trial.number)})
+
+    @_recording
+    def search_runs(self, filter_string: str) -> list:
+        """Runs of the experiment that match an MLflow filter."""
+        return self.client.search_runs([self.experiment_id], filter_string=filter_string)
 
     @_recording
     def log_settings(self, run_id: str, settings: TrialSettings, seeds: Sequence[int], bootstrap_key: str) -> None:

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from bench._sweep_config import SweepConfig
 from bench._sweep_processes import sweep_evaluator
-from bench._sweep_runs import RunLogger, run_params, run_tags
+from bench._sweep_runs import RunLogger, TrackingError, run_params, run_tags
 from bench.defaults import CONFIRMATION_TAG, CONFIRMS_TAG
 from bench.errors import BenchError
 from bench.stats import Difference, paired_difference
@@ -85,12 +85,12 @@ def check_same_provenance(storage, study_name: str, provenance: dict[str, str]) 
                          f"{value}; give the study's --checkpoint, --data, --limit and --protocol")
 
 
-def used_seeds(client, experiment_id: str, trial: FrozenTrial, trials: list[FrozenTrial]) -> set[int]:
+def used_seeds(runs: RunLogger, trial: FrozenTrial, trials: list[FrozenTrial]) -> set[int]:
     """Every seed a run of this configuration has decoded: every trial's with the same params, and every
     earlier confirmation's of any of those trials."""
     seeds = same_params_seeds(trials, trial.params)
     for number in {t.number for t in trials if t.params == trial.params}:
-        earlier = client.search_runs([experiment_id], filter_string=f"tags.{CONFIRMS_TAG} = '{number}'")
+        earlier = runs.search_runs(f"tags.{CONFIRMS_TAG} = '{number}'")
         for run in earlier:
             seeds |= {int(seed) for seed in run.data.params.get("seed_list", "").split(",") if seed}
     return seeds
@@ -100,6 +100,10 @@ def confirmation_settings(trial: FrozenTrial) -> TrialSettings:
     """The trial's settings with its sweet spot fixed at the step it chose."""
     settings = TrialSettings.from_params({k: str(v) for k, v in trial.params.items()})
     return dataclasses.replace(settings, sweet_spot=int(trial.user_attrs["best_step"]))
+
+
+OUTAGE_ADVICE = ("confirmation runs finished before the failure stay recorded and the study is untouched; "
+                 "the same command confirms again, with fresh seeds, once MLflow is back")
 
 
 def run_confirmation(config: SweepConfig, top: int) -> Confirmation:
@@ -113,18 +117,20 @@ def run_confirmation(config: SweepConfig, top: int) -> Confirmation:
     client = tracking_client(config.tracking_uri)
     evaluator.prepare()
     experiment_id = ensure_experiment(client, config.study_name, config.tracking_uri)
-    tags = {**run_tags(config, evaluator), CONFIRMATION_TAG: "true"}
-    parent_id = client.create_run(experiment_id, run_name=f"confirm-{datetime.now():%Y%m%d-%H%M%S}",
-                                  tags=tags).info.run_id
-    runs = RunLogger(client, config.tracking_uri, experiment_id, parent_id, tags, run_params(config, evaluator.test))
+    runs = RunLogger(client, config.tracking_uri, experiment_id, None,
+                     {**run_tags(config, evaluator), CONFIRMATION_TAG: "true"}, run_params(config, evaluator.test),
+                     subject="the confirmation runs", advice=OUTAGE_ADVICE)
+    parent_id = runs.start_parent(f"confirm-{datetime.now():%Y%m%d-%H%M%S}")
     confirmed = []
     try:
         for trial in chosen:
-            confirmed.append(_confirm(runs, evaluator, config, trial, all_trials, experiment_id))
+            confirmed.append(_confirm(runs, evaluator, config, trial, all_trials))
+    except TrackingError:
+        raise  # MLflow is what failed: the parent run cannot be closed either
     except BaseException:
-        client.set_terminated(parent_id, "FAILED")
+        runs.end_parent("FAILED")
         raise
-    client.set_terminated(parent_id, "FINISHED")
+    runs.end_parent("FINISHED")
     confirmed.sort(key=lambda c: c.result.best_fid)
     runner_up = None
     if len(confirmed) > 1:
@@ -134,19 +140,19 @@ def run_confirmation(config: SweepConfig, top: int) -> Confirmation:
     return Confirmation(config.study_name, redacted(config.tracking_uri), parent_id, confirmed, runner_up)
 
 
-def _confirm(runs: RunLogger, evaluator, config: SweepConfig, trial: FrozenTrial, trials: list[FrozenTrial],
-             experiment_id: str) -> Confirmed:
+def _confirm(runs: RunLogger, evaluator, config: SweepConfig, trial: FrozenTrial,
+             trials: list[FrozenTrial]) -> Confirmed:
     settings = confirmation_settings(trial)
     count = max(config.seeds, len(trial.user_attrs.get("seed_list", [0])))
-    seeds = fresh_seeds(settings.seed, count, used_seeds(runs.client, experiment_id, trial, trials))
-    run_tag = {"mlflow.parentRunId": runs.parent_run_id, "optuna_study_name": config.study_name,
-               CONFIRMS_TAG: str(trial.number)}
-    run_id = runs.client.create_run(experiment_id, run_name=f"confirm-trial-{trial.number:03d}",
-                                    tags={**runs.tags, **run_tag}).info.run_id
+    seeds = fresh_seeds(settings.seed, count, used_seeds(runs, trial, trials))
+    run_id = runs.start_run(f"confirm-trial-{trial.number:03d}", {"optuna_study_name": config.study_name,
+                                                                  CONFIRMS_TAG: str(trial.number)})
     try:
         runs.log_settings(run_id, settings, seeds, evaluator.data_hash)
         result = evaluator.evaluate(settings, on_step=lambda score: runs.log_step(run_id, score), seeds=seeds)
         runs.log_result(run_id, result, dict(zip(config.objective_spec.names, config.objective_spec.values(result))))
+    except TrackingError:
+        raise  # MLflow is what failed: the run cannot be closed either
     except BaseException as exc:
         runs.end(run_id, "FAILED", TrialState.FAIL, f"{type(exc).__name__}: {exc}")
         raise

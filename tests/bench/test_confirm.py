@@ -146,3 +146,58 @@ def test_a_configuration_tried_twice_is_confirmed_once_with_seeds_neither_trial_
     assert len(runs) == 1
     best = min(trials, key=lambda t: t.values[0])
     assert runs[0].data.tags["confirms"] == str(best.number) and runs[0].data.params["seed_list"] == "2"
+
+
+def test_mlflow_going_away_mid_confirmation_is_one_line_and_loses_nothing_recorded(
+        tmp_path, empty_mlflow_database, instant_fid_context, tiny_checkpoint, tiny_test_set, monkeypatch):
+    """The store fails every call once the second confirmation run is created: one line, exit 2, the first
+    confirmation stays recorded, the study is untouched, and the same command confirms again afterwards."""
+    from mlflow.exceptions import MlflowException
+
+    shutil.copyfile(empty_mlflow_database, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    options = [*SPACE[:2], "--steps", "2,3", "--seeds", "1", "--tracking-uri", uri, "--storage",
+               str(tmp_path / "studies.journal"), "--data", str(tiny_test_set), "--checkpoint", str(tiny_checkpoint),
+               "--device", "cpu", "--batch-size", "4", "--study-name", "outage"]
+    with instant_fid_context():
+        assert CliRunner().invoke(app, ["sweep", *options]).exit_code == 0
+    journal = (tmp_path / "studies.journal").read_bytes()
+    created = []
+
+    def failing(name):
+        original = getattr(MlflowClient, name)
+
+        def call(self, *args, **kwargs):
+            if len(created) == 3:  # the parent and two confirmation runs: the store goes away
+                raise MlflowException("tracking store unavailable")
+            result = original(self, *args, **kwargs)
+            if name == "create_run":
+                created.append(result)
+            return result
+        return call
+
+    with monkeypatch.context() as patch, instant_fid_context():
+        for name in ("create_run", "log_batch", "log_artifacts", "set_tag", "set_terminated", "search_runs"):
+            patch.setattr(MlflowClient, name, failing(name))
+        failed = CliRunner().invoke(app, ["sweep", *options, "--confirm", "2"])
+    assert failed.exit_code == 2
+    assert failed.output.splitlines() == [
+        f"error: --tracking-uri {uri}: MLflow could not record the confirmation runs (MlflowException: tracking "
+        "store unavailable); confirmation runs finished before the failure stay recorded and the study is "
+        "untouched; the same command confirms again, with fresh seeds, once MLflow is back"]
+    assert (tmp_path / "studies.journal").read_bytes() == journal
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("outage").experiment_id
+    runs = client.search_runs([experiment], filter_string="tags.confirms != ''", order_by=["attributes.start_time"])
+    assert [run.info.status for run in runs] == ["FINISHED", "RUNNING"]  # the second was cut off, not closed
+    assert "best_fid" in runs[0].data.metrics and "best_fid" not in runs[1].data.metrics
+
+    with instant_fid_context():
+        again = CliRunner().invoke(app, ["sweep", *options, "--confirm", "2"])
+    assert again.exit_code == 0, again.output
+    runs = client.search_runs([experiment], filter_string="tags.confirms != ''", order_by=["attributes.start_time"])
+    assert [run.info.status for run in runs] == ["FINISHED", "RUNNING", "FINISHED", "FINISHED"]
+    kept, _, *rerun = runs
+    assert {run.data.tags["confirms"] for run in rerun} == {run.data.tags["confirms"] for run in runs}
+    again_of_kept = next(run for run in rerun if run.data.tags["confirms"] == kept.data.tags["confirms"])
+    assert again_of_kept.data.params["seed_list"] != kept.data.params["seed_list"]  # its seeds stayed used
