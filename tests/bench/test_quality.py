@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from bench.data import load_test_set
 from bench.fid import fid_score
+from bench.model_card import measured_section, readme_row
 from bench.quality import masked_token_accuracy, model_quality
 from bench.session import open_evaluator
 from bench.trial import TrialSettings
@@ -45,6 +46,11 @@ def test_evaluate_reports_every_model_card_number(tiny_checkpoint, tiny_test_set
     # the classical fill beats grey holes on the toy faces, as it must for the baseline to mean anything
     assert rows["harmonic"]["fid"] < rows["grey"]["fid"]
     assert "harmonic" in result.output and "masked-token accuracy" in result.output
+    # the model card's generated tables take what bench evaluate writes: two headers with their rules,
+    # four tokenizer rows (a tiny checkpoint's meta has no validation accuracy), one line per inpainting row
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    assert measured_section(report, config).count("\n| ") == 2 * 2 + 4 + len(rows)
+    assert readme_row("tiny", report).count(" / ") == 4
 
 
 def test_off_rows_score_the_decoded_images_and_the_pasted_rows_the_same_tokens_pasted(tiny_checkpoint,

@@ -1,0 +1,163 @@
+"""A shipped model's numbers as markdown, generated from its `quality.json` (`bench evaluate --out`)
+and `config.json`, so a model card or the README never disagrees with what was measured: the
+card's two tables, the model's row of the README's model table, and a table of targets (each met
+or not, with its measured value and what bounds it) that quality.json keeps too. No torch here.
+
+Targets are a TOML file of `[[target]]` tables: `quantity`, `old` (text), `value` (a number's
+name), `op` (`<=`, `<` or `>=`), `limit` (a number or a number's name) times `factor` (default 1),
+and optional format strings `shown`, `target` and `bounded_by`. A number's name is its path in
+quality.json written with dots (`inpainting.harmonic.fid`), or a name given with `extra` (numbers
+measured elsewhere, e.g. the seed report's spreads); format strings use the same names
+(`{reconstruction_fid:.2f}`).
+"""
+
+from __future__ import annotations
+
+import operator
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+
+BASELINE_LABELS = {"grey": "grey holes (the masked input)", "harmonic": "harmonic fill (learns nothing)"}
+README_COMPOSITES = ("off", "hard", "seamless")
+OPERATORS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}
+MISSING = "–"
+
+
+def decoding_label(name: str, row: Mapping) -> str:
+    """The card's words for a decoding row of quality.json (`oracle_hard`, `one_step_off`, `best_seamless`)."""
+    kind, composite = name.rsplit("_", 1)
+    paste = f"`composite = {composite}`"
+    if kind == "oracle":
+        return f"oracle: the ground truth's own tokens, {paste}"
+    if kind == "one_step":
+        return f"one-step decoding (T = 1), {paste}"
+    settings = row["settings"]
+    sampling = "" if settings["sampling"] else ", argmax"
+    step = "best step" if settings["sweet_spot"] == "auto" else "step"
+    return (f"{settings['schedule']}, T = {settings['steps']}, choice temperature {settings['choice_temperature']:g}"
+            f"{sampling}, {step} {row['best_step']}, {paste}")
+
+
+def inpainting_table(quality: Mapping) -> list[str]:
+    """Method | FID | KID, the reference fills first, then each composite's rows in quality.json's order."""
+    lines = ["| method | FID | KID |", "| --- | --- | --- |"]
+    for name, row in quality["inpainting"].items():
+        label = BASELINE_LABELS.get(name) or decoding_label(name, row)
+        lines.append(f"| {label} | {row['fid']:.2f} | {row['kid']:.4f} |")
+    return lines
+
+
+def tokenizer_table(quality: Mapping, config: Mapping) -> list[str]:
+    """Quantity | value: the tokenizer's numbers and the transformer's accuracies (validation from the
+    shipped config's training meta, where it has one)."""
+    codes = config["vqgan"]["num_codebook_vectors"]
+    lines = ["| quantity | value |", "| --- | --- |",
+             f"| VQGAN reconstruction PSNR (test ground truth) | {quality['reconstruction_psnr']:.2f} dB |",
+             f"| VQGAN reconstruction FID | {quality['reconstruction_fid']:.2f} |",
+             f"| codebook usage (test ground truth) | {100 * quality['codebook_usage']:.1f}% of {codes} codes |"]
+    meta = config.get("meta", {})
+    validation = meta.get("transformer_training", {}).get("val_masked_accuracy")
+    if validation is not None:
+        holes = meta.get("transformer_train_config", {}).get("hole_masks", 0.0)
+        masks = "random cosine and hole-shaped masks" if holes else "random cosine masks"
+        lines.append(f"| validation masked-token accuracy ({masks}) | {100 * validation:.1f}% |")
+    lines.append(f"| masked-token accuracy, one shot on the real hole masks | "
+                 f"{100 * quality['masked_token_accuracy']:.1f}% |")
+    return lines
+
+
+def measured_section(quality: Mapping, config: Mapping) -> str:
+    """The body of a card's "Measured" section."""
+    intro = (f"{quality['n_test_images']} test images ({quality['data']}), FID protocol `{quality['protocol']}` "
+             f"(compare rows, not with other test-set sizes); also in `quality.json`:")
+    paste = ("Inpainting FID (`off` scores the whole decoded image, the lab's protocol; `hard` pastes the decoded "
+             "pixels into the holes as they are, `seamless` by Poisson cloning; the oracle rows decode the ground "
+             "truth's own tokens: the best any transformer could score with this tokenizer):")
+    return "\n".join([intro, "", *tokenizer_table(quality, config), "", paste, "", *inpainting_table(quality)]) + "\n"
+
+
+def readme_header(composites: Sequence[str] = README_COMPOSITES) -> list[str]:
+    pastes = " / ".join(composites)
+    return [f"| model, test images | reconstruction FID (PSNR) | grey holes | harmonic fill | one step, {pastes} | "
+            f"T = 8, {pastes} |", "| --- | --- | --- | --- | --- | --- |"]
+
+
+def readme_row(label: str, quality: Mapping, composites: Sequence[str] = README_COMPOSITES) -> str:
+    """The model's row of the README table: inpainting FIDs, the lowest in bold; a composite the
+    model was not measured with shows as a dash."""
+    rows = quality["inpainting"]
+    fids = [rows[name]["fid"] for name in ("grey", "harmonic")]
+    fids += [rows[f"{kind}_{c}"]["fid"] for kind in ("one_step", "best") for c in composites if f"{kind}_{c}" in rows]
+    lowest = min(fids)
+
+    def cell(name: str) -> str:
+        if name not in rows:
+            return MISSING
+        text = f"{rows[name]['fid']:.2f}"
+        return f"**{text}**" if rows[name]["fid"] == lowest else text
+
+    pasted = [" / ".join(cell(f"{kind}_{c}") for c in composites) for kind in ("one_step", "best")]
+    recon = f"{quality['reconstruction_fid']:.2f} ({quality['reconstruction_psnr']:.2f} dB)"
+    return f"| {label} | {recon} | {cell('grey')} | {cell('harmonic')} | {pasted[0]} | {pasted[1]} |"
+
+
+def numbers(quality: Mapping, extra: Mapping[str, float]) -> SimpleNamespace:
+    """quality.json and the extra numbers as attributes, for names with dots and format strings."""
+    def namespace(value):
+        return SimpleNamespace(**{k: namespace(v) for k, v in value.items()}) if isinstance(value, Mapping) else value
+
+    return namespace({**quality, **extra})
+
+
+def lookup(names: SimpleNamespace, name: str | float) -> float | None:
+    """A number by name (None where it was not measured), or the number itself."""
+    if not isinstance(name, str):
+        return float(name)
+    value = names
+    for part in name.split("."):
+        value = getattr(value, part, None)
+    return None if value is None else float(value)
+
+
+def read_targets(path: Path) -> list[dict]:
+    """The `[[target]]` tables of a targets file; a malformed one is a ValueError naming the file."""
+    try:
+        targets = tomllib.loads(Path(path).read_text())["target"]
+    except (OSError, tomllib.TOMLDecodeError, KeyError) as exc:
+        raise ValueError(f"{path}: not a targets file with [[target]] tables ({exc})") from None
+    for target in targets:
+        missing = {"quantity", "old", "value", "op", "limit"} - set(target)
+        if missing or target["op"] not in OPERATORS:
+            raise ValueError(f"{path}: target {target.get('quantity', '?')!r} needs quantity, old, value, limit and "
+                             f"op ({', '.join(OPERATORS)}); missing {sorted(missing)}")
+    return targets
+
+
+def filled_in(template: str, names: SimpleNamespace) -> str:
+    """A format string over the numbers' names; a dash where one of them was not measured."""
+    try:
+        return template.format_map(vars(names))
+    except (KeyError, AttributeError):
+        return MISSING
+
+
+def target_result(target: Mapping, names: SimpleNamespace) -> dict:
+    """One target against the numbers: measured value, the limit it had to meet, met (None: not measured)."""
+    value, limit = lookup(names, target["value"]), lookup(names, target["limit"])
+    limit = None if limit is None else limit * target.get("factor", 1)
+    met = None if value is None or limit is None else OPERATORS[target["op"]](value, limit)
+    default_target = MISSING if limit is None else f"{target['op']} {limit:g}"
+    return {"quantity": target["quantity"], "old": target["old"], "value": value, "limit": limit, "met": met,
+            "measured": MISSING if value is None else filled_in(target.get("shown", f"{value:.2f}"), names),
+            "target": filled_in(target.get("target", default_target), names),
+            "bounded_by": filled_in(target.get("bounded_by", ""), names)}
+
+
+def targets_table(results: Sequence[Mapping]) -> list[str]:
+    verdict = {True: "met", False: "**not met**", None: "not measured"}
+    lines = ["| quantity | old | target | measured | verdict | bounded by |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['quantity']} | {r['old']} | {r['target']} | {r['measured']} | {verdict[r['met']]} | "
+              f"{r['bounded_by']} |" for r in results]
+    return lines

@@ -1,0 +1,175 @@
+"""bench/model_card.py and scripts/model_card.py: a shipped model's markdown and targets, generated
+from known quality.json and config.json contents."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.model_card import (inpainting_table, measured_section, numbers, read_targets, readme_row, target_result,
+                              targets_table, tokenizer_table)
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "model_card.py"
+
+
+def settings(steps: int, sweet_spot, composite: str, sampling: bool = True) -> dict:
+    return {"schedule": "cosine", "steps": steps, "choice_temperature": 4.5, "sampling": sampling,
+            "sweet_spot": sweet_spot, "composite": composite}
+
+
+QUALITY = {
+    "data": "catfaces/test (content hash 82aaa447417cd22d, 747 test images)", "n_test_images": 747, "protocol": "tf",
+    "reconstruction_psnr": 23.456, "reconstruction_fid": 55.555, "codebook_usage": 0.998046875,
+    "masked_token_accuracy": 0.0729,
+    "inpainting": {
+        "grey": {"fid": 109.821, "kid": 0.08121},
+        "harmonic": {"fid": 41.349, "kid": 0.01985},
+        "oracle_off": {"fid": 55.555, "kid": 0.03},
+        "one_step_off": {"fid": 90.0, "kid": 0.06, "best_step": 1, "settings": settings(1, "auto", "off")},
+        "best_off": {"fid": 79.994, "kid": 0.05, "best_step": 8, "settings": settings(8, 8, "off")},
+        "oracle_seamless": {"fid": 15.36, "kid": 0.004},
+        "one_step_seamless": {"fid": 38.356, "kid": 0.0165, "best_step": 1, "settings": settings(1, "auto", "seamless")},
+        "best_seamless": {"fid": 24.5, "kid": 0.0122, "best_step": 6,
+                          "settings": settings(8, "auto", "seamless", sampling=False)},
+    },
+}
+CONFIG = {"vqgan": {"num_codebook_vectors": 512},
+          "meta": {"transformer_training": {"val_masked_accuracy": 0.0612},
+                   "transformer_train_config": {"hole_masks": 0.5}}}
+TARGETS = '''
+[[target]]
+quantity = "VQGAN reconstruction FID (PSNR beside it)"
+old = "143.69 (21.52 dB)"
+value = "reconstruction_fid"
+op = "<="
+limit = 60
+shown = "{reconstruction_fid:.2f} ({reconstruction_psnr:.2f} dB)"
+bounded_by = "the tokenizer"
+
+[[target]]
+quantity = "inpainting, `off`"
+old = "not measured"
+value = "inpainting.best_off.fid"
+op = "<="
+limit = 80
+bounded_by = "oracle {inpainting.oracle_off.fid:.2f}"
+
+[[target]]
+quantity = "inpainting, `hard`"
+old = "72.31"
+value = "inpainting.best_hard.fid"
+op = "<"
+limit = "inpainting.harmonic.fid"
+target = "below the harmonic fill ({inpainting.harmonic.fid:.2f})"
+
+[[target]]
+quantity = "inpainting, `seamless`"
+old = "32.29"
+value = "inpainting.best_seamless.fid"
+op = "<="
+limit = 25
+
+[[target]]
+quantity = "spread of the seed-report grid"
+old = "about 1 FID"
+value = "grid_sd"
+op = ">="
+limit = "seed_sd"
+factor = 3
+shown = "grid sd {grid_sd:.2f}, seed sd {seed_sd:.2f}"
+target = "at least 3x the seed-to-seed sd"
+'''
+
+
+def test_inpainting_table_names_each_row_from_its_settings():
+    assert inpainting_table(QUALITY) == [
+        "| method | FID | KID |", "| --- | --- | --- |",
+        "| grey holes (the masked input) | 109.82 | 0.0812 |",
+        "| harmonic fill (learns nothing) | 41.35 | 0.0198 |",
+        "| oracle: the ground truth's own tokens, `composite = off` | 55.55 | 0.0300 |",
+        "| one-step decoding (T = 1), `composite = off` | 90.00 | 0.0600 |",
+        "| cosine, T = 8, choice temperature 4.5, step 8, `composite = off` | 79.99 | 0.0500 |",
+        "| oracle: the ground truth's own tokens, `composite = seamless` | 15.36 | 0.0040 |",
+        "| one-step decoding (T = 1), `composite = seamless` | 38.36 | 0.0165 |",
+        "| cosine, T = 8, choice temperature 4.5, argmax, best step 6, `composite = seamless` | 24.50 | 0.0122 |",
+    ]
+
+
+def test_tokenizer_table_takes_the_validation_accuracy_from_the_training_meta():
+    assert tokenizer_table(QUALITY, CONFIG)[2:] == [
+        "| VQGAN reconstruction PSNR (test ground truth) | 23.46 dB |",
+        "| VQGAN reconstruction FID | 55.55 |",
+        "| codebook usage (test ground truth) | 99.8% of 512 codes |",
+        "| validation masked-token accuracy (random cosine and hole-shaped masks) | 6.1% |",
+        "| masked-token accuracy, one shot on the real hole masks | 7.3% |",
+    ]
+    without_meta = tokenizer_table(QUALITY, {"vqgan": {"num_codebook_vectors": 512}})
+    assert not any("validation" in line for line in without_meta) and len(without_meta) == 6
+    section = measured_section(QUALITY, CONFIG)
+    assert section.startswith("747 test images (catfaces/test (content hash 82aaa447417cd22d, 747 test images)), "
+                              "FID protocol `tf`")
+    assert "| cosine, T = 8, choice temperature 4.5, step 8, `composite = off` | 79.99 | 0.0500 |" in section
+
+
+def test_readme_row_bolds_the_lowest_fid_and_dashes_a_paste_not_measured():
+    assert readme_row("`catfaces`, all 747 real", QUALITY) == (
+        "| `catfaces`, all 747 real | 55.55 (23.46 dB) | 109.82 | 41.35 | 90.00 / – / 38.36 | 79.99 / – / **24.50** |")
+    harmonic_wins = {**QUALITY, "inpainting": {**QUALITY["inpainting"], "harmonic": {"fid": 20.0, "kid": 0.01}}}
+    assert "| 109.82 | **20.00** | 90.00 / – / 38.36 | 79.99 / – / 24.50 |" in readme_row("x", harmonic_wins)
+
+
+def test_targets_are_judged_against_quality_json_and_numbers_measured_elsewhere(tmp_path):
+    path = tmp_path / "targets.toml"
+    path.write_text(TARGETS)
+    targets = read_targets(path)
+    results = [target_result(target, numbers(QUALITY, {"grid_sd": 3.3, "seed_sd": 1.15})) for target in targets]
+    assert [r["met"] for r in results] == [True, True, None, True, False]  # no best_hard row: not measured
+    assert results[4]["value"] == 3.3 and results[4]["limit"] == pytest.approx(3.45)
+    assert targets_table(results)[2:] == [
+        "| VQGAN reconstruction FID (PSNR beside it) | 143.69 (21.52 dB) | <= 60 | 55.55 (23.46 dB) | met | the tokenizer |",
+        "| inpainting, `off` | not measured | <= 80 | 79.99 | met | oracle 55.55 |",
+        "| inpainting, `hard` | 72.31 | below the harmonic fill (41.35) | – | not measured |  |",
+        "| inpainting, `seamless` | 32.29 | <= 25 | 24.50 | met |  |",
+        "| spread of the seed-report grid | about 1 FID | at least 3x the seed-to-seed sd | grid sd 3.30, seed sd 1.15 "
+        "| **not met** |  |",
+    ]
+    unmeasured = target_result(targets[4], numbers(QUALITY, {}))
+    assert unmeasured["met"] is None and unmeasured["measured"] == "–"
+
+
+def test_a_target_without_an_operator_names_the_file(tmp_path):
+    path = tmp_path / "targets.toml"
+    path.write_text('[[target]]\nquantity = "x"\nold = "1"\nvalue = "reconstruction_fid"\nlimit = 3\n')
+    with pytest.raises(ValueError, match=r"targets.toml: target 'x' needs .* missing \['op'\]"):
+        read_targets(path)
+
+
+def run_script(argv: list[str]) -> int:
+    spec = importlib.util.spec_from_file_location("model_card_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(argv)
+
+
+def test_script_prints_the_sections_and_records_the_targets_in_quality_json(tmp_path, capsys):
+    model = tmp_path / "catfaces"
+    model.mkdir()
+    (model / "quality.json").write_text(json.dumps(QUALITY))
+    (model / "config.json").write_text(json.dumps(CONFIG))
+    (tmp_path / "targets.toml").write_text(TARGETS)
+    argv = ["--model", str(model), "--label", "`catfaces`", "--targets", str(tmp_path / "targets.toml"),
+            "--extra", "grid_sd=3.3", "--extra", "seed_sd=1.15", "--write-targets"]
+    for _ in range(2):  # a second run recomputes the rows instead of judging the first run's
+        assert run_script(argv) == 0
+        written = json.loads((model / "quality.json").read_text())
+        assert {k: v for k, v in written.items() if k != "targets"} == QUALITY
+        assert [r["met"] for r in written["targets"]] == [True, True, None, True, False]
+    output = capsys.readouterr().out
+    assert "## Measured" in output and readme_row("`catfaces`", QUALITY) in output and "## Targets" in output
+
+
+def test_script_refuses_a_missing_quality_json_with_one_line(tmp_path, capsys):
+    assert run_script(["--model", str(tmp_path), "--label", "x"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("model_card: ") and "quality.json" in error and len(error.splitlines()) == 1
