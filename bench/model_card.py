@@ -1,7 +1,8 @@
 """A shipped model's numbers as markdown, generated from its `quality.json` (`bench evaluate --out`)
 and `config.json`, so a model card or the README never disagrees with what was measured: the
 card's two tables, the model's row of the README's model table, and a table of targets (each met
-or not, with its measured value and what bounds it) that quality.json keeps too. No torch here.
+or not, with its measured value and what bounds it) that quality.json keeps too; and the shipped
+config's meta, from the two training stages' checkpoints. No torch here.
 
 Targets are a TOML file of `[[target]]` tables: `quantity`, `old` (text), `value` (a number's
 name), `op` (`<=`, `<` or `>=`), `limit` (a number or a number's name) times `factor` (default 1),
@@ -23,6 +24,24 @@ BASELINE_LABELS = {"grey": "grey holes (the masked input)", "harmonic": "harmoni
 README_COMPOSITES = ("off", "hard", "seamless")
 OPERATORS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}
 MISSING = "–"
+
+
+TRAINING_RECORD = ("data", "data_hash", "preset", "stage", "train_config", "vqgan", "vqgan_sha256", "fid_images",
+                   "codebook_size")  # what a training checkpoint's meta holds besides its epoch's numbers
+
+
+def shipped_meta(name: str, data: str, vqgan_meta: Mapping, transformer_meta: Mapping) -> dict:
+    """A shipped model's config meta, in the form the shipped cards read: its name, the data sentence,
+    the preset, each stage's last numbers (`vqgan_training`, `transformer_training`) and training
+    config, from the meta of the stage-1 checkpoint and of the stage-2 checkpoint shipped."""
+    def numbers_of(meta: Mapping) -> dict:
+        return {key: value for key, value in meta.items() if key not in TRAINING_RECORD}
+
+    return {"name": name, "data": data, "data_hash": transformer_meta["data_hash"],
+            "preset": transformer_meta["preset"],
+            "vqgan_training": numbers_of(vqgan_meta), "transformer_training": numbers_of(transformer_meta),
+            "vqgan_train_config": dict(vqgan_meta["train_config"]),
+            "transformer_train_config": dict(transformer_meta["train_config"])}
 
 
 def decoding_label(name: str, row: Mapping) -> str:

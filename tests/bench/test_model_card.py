@@ -1,16 +1,21 @@
-"""bench/model_card.py and scripts/model_card.py: a shipped model's markdown and targets, generated
-from known quality.json and config.json contents."""
+"""bench/model_card.py, scripts/model_card.py and scripts/export_model.py: a shipped model's markdown
+and targets, generated from known quality.json and config.json contents, and its fp16 export."""
 
 import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors import safe_open
 
-from bench.model_card import (inpainting_table, measured_section, numbers, read_targets, readme_row, target_result,
-                              targets_table, tokenizer_table)
+from bench.model_card import (inpainting_table, measured_section, numbers, read_targets, readme_row, shipped_meta,
+                              target_result, targets_table, tokenizer_table)
+from maskgit.checkpoints import load_checkpoint, save_checkpoint
+from maskgit.model import MaskGIT
+from maskgit.presets import preset
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "model_card.py"
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
 def settings(steps: int, sweet_spot, composite: str, sampling: bool = True) -> dict:
@@ -29,7 +34,8 @@ QUALITY = {
         "one_step_off": {"fid": 90.0, "kid": 0.06, "best_step": 1, "settings": settings(1, "auto", "off")},
         "best_off": {"fid": 79.994, "kid": 0.05, "best_step": 8, "settings": settings(8, 8, "off")},
         "oracle_seamless": {"fid": 15.36, "kid": 0.004},
-        "one_step_seamless": {"fid": 38.356, "kid": 0.0165, "best_step": 1, "settings": settings(1, "auto", "seamless")},
+        "one_step_seamless": {"fid": 38.356, "kid": 0.0165, "best_step": 1,
+                              "settings": settings(1, "auto", "seamless")},
         "best_seamless": {"fid": 24.5, "kid": 0.0122, "best_step": 6,
                           "settings": settings(8, "auto", "seamless", sampling=False)},
     },
@@ -114,7 +120,8 @@ def test_tokenizer_table_takes_the_validation_accuracy_from_the_training_meta():
 
 def test_readme_row_bolds_the_lowest_fid_and_dashes_a_paste_not_measured():
     assert readme_row("`catfaces`, all 747 real", QUALITY) == (
-        "| `catfaces`, all 747 real | 55.55 (23.46 dB) | 109.82 | 41.35 | 90.00 / – / 38.36 | 79.99 / – / **24.50** |")
+        "| `catfaces`, all 747 real | 55.55 (23.46 dB) | 109.82 | 41.35 | 90.00 / – / 38.36 "
+        "| 79.99 / – / **24.50** |")
     harmonic_wins = {**QUALITY, "inpainting": {**QUALITY["inpainting"], "harmonic": {"fid": 20.0, "kid": 0.01}}}
     assert "| 109.82 | **20.00** | 90.00 / – / 38.36 | 79.99 / – / 24.50 |" in readme_row("x", harmonic_wins)
 
@@ -127,7 +134,8 @@ def test_targets_are_judged_against_quality_json_and_numbers_measured_elsewhere(
     assert [r["met"] for r in results] == [True, True, None, True, False]  # no best_hard row: not measured
     assert results[4]["value"] == 3.3 and results[4]["limit"] == pytest.approx(3.45)
     assert targets_table(results)[2:] == [
-        "| VQGAN reconstruction FID (PSNR beside it) | 143.69 (21.52 dB) | <= 60 | 55.55 (23.46 dB) | met | the tokenizer |",
+        "| VQGAN reconstruction FID (PSNR beside it) | 143.69 (21.52 dB) | <= 60 | 55.55 (23.46 dB) | met "
+        "| the tokenizer |",
         "| inpainting, `off` | not measured | <= 80 | 79.99 | met | oracle 55.55 |",
         "| inpainting, `hard` | 72.31 | below the harmonic fill (41.35) | – | not measured |  |",
         "| inpainting, `seamless` | 32.29 | <= 25 | 24.50 | met |  |",
@@ -145,8 +153,8 @@ def test_a_target_without_an_operator_names_the_file(tmp_path):
         read_targets(path)
 
 
-def run_script(argv: list[str]) -> int:
-    spec = importlib.util.spec_from_file_location("model_card_script", SCRIPT)
+def run_script(argv: list[str], name: str = "model_card") -> int:
+    spec = importlib.util.spec_from_file_location(f"{name}_script", SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main(argv)
@@ -173,3 +181,67 @@ def test_script_refuses_a_missing_quality_json_with_one_line(tmp_path, capsys):
     assert run_script(["--model", str(tmp_path), "--label", "x"]) == 2
     error = capsys.readouterr().err
     assert error.startswith("model_card: ") and "quality.json" in error and len(error.splitlines()) == 1
+
+
+VQGAN_META = {"data": "catfaces", "data_hash": "3d6f", "preset": "tiny", "fid_images": 300, "stage": "vqgan",
+              "epoch": 24, "step": 10584, "train_config": {"epochs": 30, "lr": 0.0003}, "val_psnr": 25.19,
+              "val_recon_fid": 45.1, "codebook_usage": 1.0, "epoch_seconds": 403.7}
+
+
+def transformer_meta(vqgan_sha: str) -> dict:
+    return {"data": "catfaces", "data_hash": "3d6f", "preset": "tiny", "vqgan": "runs/vq", "vqgan_sha256": vqgan_sha,
+            "stage": "transformer", "epoch": 14, "step": 3080, "train_config": {"epochs": 14, "hole_masks": 0.5},
+            "val_loss": 5.0, "val_masked_accuracy": 0.07, "epoch_seconds": 450.0}
+
+
+def test_shipped_meta_keeps_each_stage_s_numbers_and_config_as_the_cards_read_them():
+    assert shipped_meta("catfaces", "the real cat faces", VQGAN_META, transformer_meta("abc")) == {
+        "name": "catfaces", "data": "the real cat faces", "data_hash": "3d6f", "preset": "tiny",
+        "vqgan_training": {"epoch": 24, "step": 10584, "val_psnr": 25.19, "val_recon_fid": 45.1, "codebook_usage": 1.0,
+                           "epoch_seconds": 403.7},
+        "transformer_training": {"epoch": 14, "step": 3080, "val_loss": 5.0, "val_masked_accuracy": 0.07,
+                                 "epoch_seconds": 450.0},
+        "vqgan_train_config": {"epochs": 30, "lr": 0.0003},
+        "transformer_train_config": {"epochs": 14, "hole_masks": 0.5},
+    }
+
+
+@pytest.fixture
+def two_stages(tmp_path) -> tuple[Path, Path]:
+    """A tiny stage-1 checkpoint and a stage-2 checkpoint trained (in its meta) on it."""
+    torch.manual_seed(0)
+    model = MaskGIT(*preset("tiny"))
+    vqgan_sha = save_checkpoint(tmp_path / "vq", MaskGIT(model.vqgan.cfg, None), VQGAN_META)
+    save_checkpoint(tmp_path / "tr", model, transformer_meta(vqgan_sha))
+    return tmp_path / "vq", tmp_path / "tr"
+
+
+def test_export_writes_fp16_weights_that_load_as_the_model_rounded_to_fp16(two_stages, tmp_path, capsys):
+    vqgan, transformer = two_stages
+    out = tmp_path / "shipped"
+    argv = ["--transformer", str(transformer), "--vqgan", str(vqgan), "--name", "cat", "--data", "cats",
+            "--out", str(out)]
+    assert run_script(argv, "export_model") == 0
+    with safe_open(str(out / "model.safetensors"), "pt") as weights:
+        dtypes = {weights.get_tensor(key).dtype for key in weights.keys()}
+    assert torch.float16 in dtypes and torch.float32 not in dtypes
+    original, _ = load_checkpoint(transformer)
+    shipped, config = load_checkpoint(out)
+    for key, value in original.state_dict().items():
+        expected = value.half().float() if value.is_floating_point() else value
+        assert torch.equal(shipped.state_dict()[key], expected), key
+    assert config["meta"] == shipped_meta("cat", "cats", VQGAN_META, transformer_meta("not recorded"))
+    assert f"sha256 prefix {config['weights_sha256']}" in capsys.readouterr().out
+
+
+def test_export_refuses_a_vqgan_the_transformer_was_not_trained_on(two_stages, tmp_path, capsys):
+    vqgan, transformer = two_stages
+    torch.manual_seed(1)
+    other = tmp_path / "other-vq"
+    save_checkpoint(other, MaskGIT(preset("tiny")[0], None), VQGAN_META)
+    argv = ["--transformer", str(transformer), "--vqgan", str(other), "--name", "cat", "--data", "cats",
+            "--out", str(tmp_path / "shipped")]
+    assert run_script(argv, "export_model") == 2
+    error = capsys.readouterr().err
+    assert "was trained on the VQGAN" in error and str(other) in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "shipped").exists()
