@@ -25,7 +25,7 @@ from bench.errors import BenchError
 from bench.files import portable_name
 from bench.storage import redacted, study_provenance
 from bench.tracking import environment_tags
-from bench.trial import Evaluator, StepScore, TrialResult, TrialSettings, baselines_npz
+from bench.trial import Evaluator, StepScore, TrialResult, TrialSettings
 from bench.trial_results import save_png
 
 if TYPE_CHECKING:
@@ -189,15 +189,13 @@ def log_sweep_params(client, run_id: str, config: SweepConfig, evaluator: Evalua
 def log_baselines(client, run_id: str, evaluator: Evaluator) -> None:
     """On the parent run: baseline_<name>_<metric> (fid, fid_ci_low, fid_ci_high, fid_infinity, kid,
     kid_std), the reference rows `bench report` draws beside the trials, and `baselines.npz` with their
-    bootstrap replicates (paired with every trial's on this test set)."""
+    bootstrap replicates (paired with every trial's on this test set): the Evaluator's cache file itself."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(f"baseline_{name}_{key}", float(value), now, 0)
                                       for name, row in evaluator.baselines.items() for key, value in row.items()])
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "baselines.npz").write_bytes(baselines_npz(evaluator.baseline_summaries, evaluator.data_hash))
-        client.log_artifacts(run_id, folder)
+    client.log_artifact(run_id, str(evaluator.baselines_file))  # written by evaluator.baselines above
 
 
 def reference_draws(evaluator: Evaluator) -> dict[str, tuple[float, np.ndarray, str]]:

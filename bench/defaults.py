@@ -15,3 +15,4 @@ CUDA_BATCH_SIZE = 256
 CONFIRMATION_TAG = "confirmation"  # "true" on confirmation runs (docs/architecture.md#confirmation-runs)
 CONFIRMS_TAG = "confirms"  # a confirmation run's confirmed trial number
 UNCERTAINTY_FILE = "uncertainty.npz"  # a trial run's bootstrap replicates (docs/architecture.md#uncertainty)
+BASELINES_FILE = "baselines.npz"  # a sweep parent run's reference-fill scores (docs/architecture.md#fid)

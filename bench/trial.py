@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from tqdm import tqdm
 
 from bench.baselines import BASELINES
 from bench.data import TestSet
+from bench.defaults import BASELINES_FILE
 from bench.devices import default_batch_size
 from bench.errors import BenchError
 from bench.fid import FIDReference, InceptionFeatures, fid_with_interval
@@ -208,14 +210,19 @@ class Evaluator:
         """The ground truth's Gram side of every FID here (bench.stats), made once per Evaluator."""
         return ReferenceGram.of(self.reference.features)
 
+    @property
+    def baselines_file(self) -> Path:
+        """Where `baseline_summaries` are cached (written by its first use), once per (data, protocol,
+        extractor): the very file a sweep logs as its parent run's `baselines.npz` (`baselines_npz`)."""
+        extractor = hashlib.sha256(self.extractor.cache_key.encode()).hexdigest()[:16]
+        return (cache_home() / "baselines" / f"{self.data_hash}-{self.protocol}-{extractor}-v{BASELINES_FORMAT}"
+                / BASELINES_FILE)
+
     @cached_property
     def baseline_summaries(self) -> dict[str, FidSummary]:
         """The fills that learn nothing (bench.baselines), scored with their replicates: the reference
-        rows of sweeps and reports; once per (data, protocol, extractor), cached on disk as the parent
-        run's `baselines.npz` artifact (`baselines_npz`)."""
-        extractor = hashlib.sha256(self.extractor.cache_key.encode()).hexdigest()[:16]
-        path = (cache_home() / "baselines" /
-                f"{self.data_hash}-{self.protocol}-{extractor}-v{BASELINES_FORMAT}.npz")
+        rows of sweeps and reports; computed once and cached in `baselines_file`."""
+        path = self.baselines_file
         try:
             with np.load(path) as stored:
                 summaries = {name: _stored_summary(stored, name) for name in BASELINES}

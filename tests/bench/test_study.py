@@ -11,6 +11,7 @@ import json
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -25,6 +26,7 @@ from bench._sweep_runs import checkpoint_params
 from bench.compare import read_uncertainty
 from bench.data import load_test_set
 from bench.search_space import SearchSpace
+from bench.session import open_evaluator
 from bench.stats import paired_difference
 from bench.study import (OBJECTIVES, SweepOutcome, build_sweep_config, open_storage, outcome_lines, outcome_table,
                          run_sweep)
@@ -168,6 +170,17 @@ def test_the_table_shows_the_reference_fills_and_names_the_paste(sweep, tmp_path
     both = sweep(study_name="pastes", settings={**SETTINGS, "composite": "hard,seamless"})
     assert outcome_lines(both)[0].endswith("paste (--composite): hard, seamless")
     assert {row["composite"] for row in table_rows(outcome_table(both))} == {"hard", "seamless", ""}
+
+
+def test_the_parent_run_logs_the_evaluators_cached_baselines_file(sweep, tmp_path, tracking_uri, tiny_checkpoint,
+                                                                  tiny_test_set):
+    """baselines.npz on the parent run is the Evaluator's cache file itself, byte for byte (not re-encoded)."""
+    sweep()
+    parent = runs_of(tracking_uri)[0][0]
+    logged = MlflowClient(tracking_uri).download_artifacts(parent.info.run_id, "baselines.npz", str(tmp_path))
+    evaluator = open_evaluator(str(tiny_checkpoint), str(tiny_test_set), None, "cpu", batch_size=4)
+    assert evaluator.baselines_file.name == "baselines.npz"
+    assert Path(logged).read_bytes() == evaluator.baselines_file.read_bytes()
 
 
 POINT_ESTIMATES = "(point estimates only: no bootstrap replicates recorded to pair them)"
