@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from bench.data import TestSet
 from bench.defaults import UNCERTAINTY_FILE
 from bench.errors import BenchError
-from bench.files import portable_name
+from bench.files import checkpoint_params, portable_name
 from bench.storage import redacted, study_provenance
 from bench.tracking import environment_tags
 from bench.trial import Evaluator, StepScore, TrialResult, TrialSettings
@@ -164,15 +164,6 @@ def run_params(config: SweepConfig, test: TestSet) -> dict[str, object]:
     report)."""
     return {"data": portable_name(test.root.absolute()), "data_path": str(test.root), "n_images": len(test),
             "protocol": config.protocol, **checkpoint_params(config.checkpoint)}
-
-
-def checkpoint_params(spec: str) -> dict[str, str]:
-    """`checkpoint`: a shipped model's name, or a folder's last two path components (`runs/toy-t8`);
-    `checkpoint_path`: where it lies on this machine (resolved), or the shipped name."""
-    checkpoint = Path(spec)
-    if not checkpoint.exists():  # a shipped name (anything else failed to load before a run exists)
-        return {"checkpoint": spec, "checkpoint_path": spec}
-    return {"checkpoint": portable_name(checkpoint.absolute()), "checkpoint_path": str(checkpoint.resolve())}
 
 
 def log_sweep_params(client, run_id: str, config: SweepConfig, evaluator: Evaluator, trials: int) -> None:

@@ -1,6 +1,6 @@
-"""Where the harness keeps what it generates, how it names data folders in what it records, and how
-it writes files and folders so that no reader ever sees half of one (several worker processes
-share the caches)."""
+"""Where the harness keeps what it generates, how it names data and model folders in what it
+records, and how it writes files and folders so that no reader ever sees half of one (several
+worker processes share the caches)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,16 @@ def portable_name(folder: str | Path) -> str:
     machine: the last two components of its path (`/work/data/catfaces/test` -> `catfaces/test`; the
     embedded default's test set is `toyfaces-v2/test`). Give it the absolute path of a local folder."""
     return "/".join(Path(folder).parts[-2:]).lstrip("/")
+
+
+def checkpoint_params(spec: str) -> dict[str, str]:
+    """A --checkpoint as recorded. `checkpoint`: a shipped model's name, or a folder's last two path
+    components (`runs/toy-t8`), the same on every machine; `checkpoint_path`: where it lies on this
+    machine (resolved), or the shipped name."""
+    checkpoint = Path(spec)
+    if not checkpoint.exists():  # a shipped name (anything else failed to load before a run exists)
+        return {"checkpoint": spec, "checkpoint_path": spec}
+    return {"checkpoint": portable_name(checkpoint.absolute()), "checkpoint_path": str(checkpoint.resolve())}
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:

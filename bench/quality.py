@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from bench.fid import fid_score
-from bench.files import portable_name
+from bench.files import checkpoint_params, portable_name
 from bench.trial import Evaluator, TrialSettings
 from maskgit.decoding import pixel_holes_to_token_unknown
 from maskgit.training import encode_dataset, psnr
@@ -123,7 +123,7 @@ def evaluate_checkpoint(checkpoint: str, data: str | None, limit: int | None, de
     from bench.session import open_evaluator
 
     evaluator = open_evaluator(checkpoint, data, limit, device, batch_size=batch_size)
-    report = {"checkpoint": checkpoint, "weights_sha256": evaluator.checkpoint_sha,
+    report = {"checkpoint": checkpoint_params(checkpoint)["checkpoint"], "weights_sha256": evaluator.checkpoint_sha,
               "data": data_description(evaluator), "data_hash": evaluator.data_hash,
               **model_quality(evaluator, best, composites)}
     if out is not None:

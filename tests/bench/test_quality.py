@@ -30,7 +30,8 @@ def test_evaluate_reports_every_model_card_number(tiny_checkpoint, tiny_test_set
     # generated, portable (the card is committed): the folder's last two components, content hash, count
     assert report["data"] == f"{tiny_test_set.parent.name}/test (content hash {data_hash}, 6 test images)"
     assert report["data_hash"] == data_hash
-    assert str(tiny_test_set) not in out.read_text()
+    assert report["checkpoint"] == f"{tiny_checkpoint.parent.name}/tiny"  # a folder: its last two components
+    assert str(tiny_test_set) not in out.read_text() and str(tiny_checkpoint) not in out.read_text()
     assert 0 < report["codebook_usage"] <= 1 and 0 <= report["masked_token_accuracy"] <= 1
     assert report["reconstruction_psnr"] > 0 and report["reconstruction_fid"] > 0
     rows = report["inpainting"]

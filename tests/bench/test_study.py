@@ -22,9 +22,9 @@ from optuna.trial import TrialState
 
 from bench import trial as trial_module
 from bench._sweep_outcome import _interval as shown
-from bench._sweep_runs import checkpoint_params
 from bench.compare import read_uncertainty
 from bench.data import load_test_set
+from bench.files import checkpoint_params
 from bench.search_space import SearchSpace
 from bench.session import open_evaluator
 from bench.stats import paired_difference
