@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from bench.data import load_image_folder
-from bench.train import ReconstructionFID
+from bench.files import portable_name
+from bench.train import ReconstructionFID, training_data
 from maskgit.checkpoints import load_checkpoint, save_checkpoint
 from maskgit.model import MaskGIT
 from maskgit.presets import preset
@@ -94,7 +95,7 @@ def stage_config(args, stage: str) -> TrainConfig:
                        hole_masks=args.hole_masks, keep_best="val_masked_accuracy", **common)
 
 
-def train_stage(args, stage: str, model: MaskGIT, train_images, val_images, out: Path, log: Path,
+def train_stage(args, stage: str, model: MaskGIT, train_images, val_images, out: Path, log: Path, meta: dict,
                 recon_fid: ReconstructionFID | None = None) -> Path:
     """Probe, size the epochs to the stage's budget, train; returns the stage's output folder."""
     train = train_vqgan if stage == "vqgan" else train_transformer
@@ -114,13 +115,20 @@ def train_stage(args, stage: str, model: MaskGIT, train_images, val_images, out:
     print(f"{stage}: {step_s:.3f} s a step; {cfg.epochs} epochs of {steps_per_epoch} steps in {minutes} min",
           flush=True)
     folder = out / stage
-    train(model, train_images, val_images, folder, cfg, JsonLinesLog(log, stage, recon_fid=recon_fid),
-          meta={"data": str(args.data), "preset": args.preset, "gpu_train": vars_json(args)})
+    train(model, train_images, val_images, folder, cfg, JsonLinesLog(log, stage, recon_fid=recon_fid), meta=meta)
     return folder
 
 
+def checkpoint_meta(args, train_images, val_images) -> dict:
+    """What both stages' checkpoints record: their data as `bench train` records it (the benchmark
+    folder's name and the content hash of its train and val images: model cards read them, and the
+    model ships, so no machine path), the preset and the options."""
+    return {**training_data(args.data, train_images, val_images), "preset": args.preset, "gpu_train": vars_json(args)}
+
+
 def vars_json(args) -> dict:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    """The options as JSON, folders by their portable name."""
+    return {k: portable_name(v.absolute()) if isinstance(v, Path) else v for k, v in vars(args).items()}
 
 
 def chosen(folder: Path) -> Path:
@@ -158,12 +166,14 @@ def main(argv: list[str] | None = None) -> None:
     vq_cfg, tr_cfg = preset(args.preset)
     torch.manual_seed(args.seed)
     recon_fid = ReconstructionFID(args.fid_images, args.device) if args.fid_images else None
-    stage1 = train_stage(args, "vqgan", MaskGIT(vq_cfg, None), train_images, val_images, args.out, log, recon_fid)
+    meta = checkpoint_meta(args, train_images, val_images)
+    stage1 = train_stage(args, "vqgan", MaskGIT(vq_cfg, None), train_images, val_images, args.out, log, meta,
+                         recon_fid)
     tokenizer, _ = load_checkpoint(chosen(stage1), require_transformer=False)
     tr_cfg.num_codebook_vectors = vq_cfg.num_codebook_vectors
     model = MaskGIT(vq_cfg, tr_cfg)
     model.vqgan.load_state_dict(tokenizer.vqgan.state_dict())
-    stage2 = train_stage(args, "transformer", model, train_images, val_images, args.out, log)
+    stage2 = train_stage(args, "transformer", model, train_images, val_images, args.out, log, meta)
     final, config = load_checkpoint(chosen(stage2))
     save_checkpoint(args.out / "model", final, config["meta"], dtype=torch.float16)
     print(f"model: {args.out / 'model'}", flush=True)
