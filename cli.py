@@ -1,4 +1,7 @@
-"""The `bench` command line: parses options and calls functions in `bench/`. Nothing else."""
+"""The `bench` command line: parses options and calls functions in `bench/`. Nothing else.
+
+The Typer app and its commands; its private siblings hold the help's group class and the options
+several commands share (`_cli_options.py`) and the `train` sub-app (`_cli_train.py`)."""
 
 from __future__ import annotations
 
@@ -6,71 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import typer
-from typer.core import TyperGroup
 
-from bench.defaults import (CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DEFAULT_CHECKPOINT, DEFAULT_LIMIT, DEFAULT_PROTOCOL,
-                            DEFAULT_STEPS, DEFAULT_STORAGE, DEFAULT_SWEEP_COMPOSITE, DEFAULT_TRACKING_URI)
+from _cli_options import BenchGroup, batch_size_option, storage_option, tracking_uri_option
+from _cli_train import train_app
+from bench.defaults import DEFAULT_CHECKPOINT, DEFAULT_LIMIT, DEFAULT_PROTOCOL, DEFAULT_STEPS, DEFAULT_SWEEP_COMPOSITE
 from bench.errors import BenchError
-
-
-class _Group(TyperGroup):
-    """Shows a BenchError as one red line on stderr with exit code 2, no traceback (red on a
-    terminal only: click strips colours from pipes and files)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        _hide_repeated_defaults(self)
-        _one_line_summaries(self)
-        _typed_metavars(self)
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except BenchError as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2) from None
-
-
-def _hide_repeated_defaults(command) -> None:
-    """Options whose help says "Default: ..." (often more than the bare value: "all of them",
-    "cuda if available") need no second, automatic "[default: ...]" after it."""
-    for param in command.params:
-        if "Default:" in (getattr(param, "help", None) or ""):
-            param.show_default = False
-    for sub in getattr(command, "commands", {}).values():
-        _hide_repeated_defaults(sub)
-
-
-def _one_line_summaries(group) -> None:
-    """A command's summary in its group's listing is its help's first paragraph, whole (click would cut
-    it at 45 characters), joined from the docstring's lines."""
-    for sub in group.commands.values():
-        if sub.help and not sub.short_help:
-            sub.short_help = " ".join(sub.help.split("\n\n")[0].split())
-        if hasattr(sub, "commands"):
-            _one_line_summaries(sub)
-
-
-_METAVARS = {"int": "INT", "float": "FLOAT", "Path": "PATH"}
-
-
-def _typed_metavars(command) -> None:
-    """INT, FLOAT and PATH for the options of those types (Typer would show <int>, <path>), the
-    metavars of _TEXT_METAVARS for text options that declare none (tests/test_cli.py checks them)."""
-    for param in command.params:
-        if param.param_type_name == "option" and param.metavar is None and not param.is_flag:
-            kind = "Path" if param.type_descriptor.is_path else param.bare_type()
-            param.metavar = _METAVARS.get(kind) or _TEXT_METAVARS.get(param.name)
-        elif param.param_type_name == "argument" and param.name in _TEXT_METAVARS:  # TRIAL, not <str>
-            param.display_type_rich = lambda ctx, kind=_TEXT_METAVARS[param.name]: kind
-    for sub in getattr(command, "commands", {}).values():
-        _typed_metavars(sub)
-
 
 # Plain click help (no rich panels): it wraps every column at the terminal's width, so option names
 # and long values are never cut off at 80 columns.
 app = typer.Typer(
-    cls=_Group,
+    cls=BenchGroup,
     help="maskgit-bench: tune MaskGIT inpainting decoding settings with Optuna, FID per step, MLflow.\n\n"
          "Example: bench sweep --schedule cosine",
     no_args_is_help=True,
@@ -79,9 +27,6 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Build and validate lab-layout datasets.\n\n"
                             "Example: bench data check data/catfaces", no_args_is_help=True)
-train_app = typer.Typer(help="Train the two MaskGIT stages: the VQGAN tokenizer, then the transformer.\n\n"
-                             "Example: bench train vqgan --data data/catfaces --out runs/catfaces-vqgan",
-                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 
@@ -100,29 +45,6 @@ def main(
                                  help="Print the version and exit."),
 ):
     """Options of `bench` itself; the commands do the work (its help is the Typer app's)."""
-
-
-# --- options several commands share --------------------------------------------------------------
-
-_TEXT_METAVARS = {"checkpoint": "PATH|NAME", "device": "DEVICE", "preset": "NAME", "protocol": "NAME",
-                  "schedule": "NAME", "study": "NAME", "experiment": "NAME", "study_name": "NAME", "sampler": "NAME",
-                  "objective": "NAME", "pruner": "NAME", "from_run": "RUN_ID", "host": "ADDRESS",
-                  "composite": "LIST", "trial_a": "TRIAL", "trial_b": "TRIAL"}
-"""Metavars of the text options that do not declare their own: the same name takes the same kind of
-value in every command."""
-
-
-def _tracking_uri_option(what: str):
-    return typer.Option(DEFAULT_TRACKING_URI, metavar="URI", help=f"{what}. Default: {DEFAULT_TRACKING_URI}.")
-
-
-def _storage_option(what: str):
-    return typer.Option(DEFAULT_STORAGE, metavar="PATH|URL", help=f"{what}. Default: {DEFAULT_STORAGE}.")
-
-
-def _batch_size_option(what: str, **checks):
-    return typer.Option(None, **checks, help=f"{what}. Default: {CPU_BATCH_SIZE} on the CPU, {CUDA_BATCH_SIZE} "
-                                             "on CUDA.")
 
 
 # --- data commands -------------------------------------------------------------------------
@@ -194,7 +116,7 @@ def fid_command(
     protocol: str = typer.Option(DEFAULT_PROTOCOL, help="Resize into InceptionV3: tf (torch-fidelity, TF1 bilinear) "
                                             "or lab (pytorch-fid, torch bilinear). Default: tf."),
     kid: bool = typer.Option(True, "--kid/--no-kid", help="Also report KID mean ± std. Default: on."),
-    batch_size: int | None = _batch_size_option("Images per forward pass"),
+    batch_size: int | None = batch_size_option("Images per forward pass"),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, ... Default: cuda if available."),
     weights: Path | None = typer.Option(None, help="InceptionV3 weights in torch-fidelity's format. "
                                                    "Default: $MASKGIT_BENCH_INCEPTION, else found offline."),
@@ -208,103 +130,6 @@ def fid_command(
     result = fid_between(pred, gt, protocol, kid, batch_size=batch_size, device=device, weights=weights)
     typer.echo(result.summary())
 
-
-# --- train commands ------------------------------------------------------------------------
-
-
-_BF16_HELP = ("bf16 autocast: --bf16 also on CPUs with native bf16 (avx512_bf16/AMX: about 1.5x faster "
-              "here), --fp32 never. Default: on for CUDA only.")
-
-
-def _train_config(epochs, batch_size, lr, seed, device, bf16=None, progress=True, **extra):
-    from maskgit.training import TrainConfig
-
-    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, autocast=bf16,
-                       progress=progress, **extra)
-
-
-@train_app.command("vqgan")
-def train_vqgan(
-    data: Path = typer.Option(..., help="Benchmark folder with train/ and val/ (from `bench data build`)."),
-    out: Path = typer.Option(..., help="Output folder: one checkpoint per epoch, LATEST names the newest."),
-    preset: str = typer.Option("small", help="Model size: small (2 CPU cores), toy (the embedded toy faces, "
-                                             "1 core), lab (the lab's), tiny (tests). Default: small."),
-    epochs: int = typer.Option(20, min=1, help="Total epochs (also the target when resuming). Default: 20."),
-    batch_size: int = typer.Option(32, min=1, help="Images per step. Default: 32."),
-    lr: float = typer.Option(2e-4, min=0.0, help="Adam learning rate. Default: 2e-4."),
-    disc_start: int = typer.Option(2000, min=0, help="Steps before the PatchGAN loss starts. Default: 2000."),
-    disc_weight: float = typer.Option(0.1, min=0.0, help="Weight of the PatchGAN generator loss. Default: 0.1."),
-    adaptive_disc_weight: bool = typer.Option(
-        False, "--adaptive-disc-weight/--fixed-disc-weight",
-        help="Scale --disc-weight by the VQGAN paper's ratio of the reconstruction and GAN losses' "
-             "gradient norms at the decoder's last layer (clamped to [0, 1e4]). Default: fixed."),
-    lr_floor: float | None = typer.Option(None, min=0.0, help="Cosine-decay both Adam learning rates from --lr "
-                                                              "to this over the run's --epochs. Default: none "
-                                                              "(constant --lr)."),
-    keep_best: str | None = typer.Option(None, metavar="NAME", help="Also copy the best epoch by this validation "
-                                                                    "metric to --out/best: val_psnr, val_l1 or "
-                                                                    "val_recon_fid (needs --fid-images). "
-                                                                    "Default: none (newest only)."),
-    fid_images: int = typer.Option(0, min=0, help="Report val_recon_fid, the reconstruction FID (tf) of this "
-                                                  "many validation images, every epoch. Default: 0 (off)."),
-    codebook_size: int | None = typer.Option(None, min=2, help="Codebook entries instead of the preset's (fewer "
-                                                               "codes: tokens a small transformer predicts more "
-                                                               "often right; stage 2 takes it from the "
-                                                               "checkpoint). Give it again with --resume. "
-                                                               "Default: the preset's."),
-    seed: int = typer.Option(0, help="Seed of data order, augmentation and code restarts. Default: 0."),
-    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ... Default: auto."),
-    bf16: bool | None = typer.Option(None, "--bf16/--fp32", help=_BF16_HELP),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out. "
-                                                        "Default: off (start afresh)."),
-    tracking_uri: str = _tracking_uri_option("MLflow store (experiment train-vqgan)"),
-):
-    """Stage 1: train the VQGAN tokenizer (L1 + codebook + PatchGAN losses; dead codes restarted).
-
-    Example: bench train vqgan --data data/catfaces --out runs/catfaces-vqgan --epochs 20
-    """
-    from bench.train import train_vqgan_command
-
-    cfg = _train_config(epochs, batch_size, lr, seed, device, bf16, disc_start=disc_start, disc_weight=disc_weight,
-                        adaptive_disc_weight=adaptive_disc_weight, lr_floor=lr_floor, keep_best=keep_best)
-    last = train_vqgan_command(data, out, preset, cfg, resume, tracking_uri, fid_images, codebook_size)
-    typer.echo(f"checkpoint: {last}")
-
-
-@train_app.command("transformer")
-def train_transformer(
-    data: Path = typer.Option(..., help="Benchmark folder with train/ and val/."),
-    vqgan: Path = typer.Option(..., help="Stage-1 checkpoint (a `bench train vqgan` output folder)."),
-    out: Path = typer.Option(..., help="Output folder: one checkpoint per epoch, LATEST names the newest."),
-    preset: str = typer.Option("small", help="Transformer size: small, toy, lab, tiny. Default: small."),
-    epochs: int = typer.Option(20, min=1, help="Total epochs (also the target when resuming). Default: 20."),
-    batch_size: int = typer.Option(64, min=1, help="Token sequences per step. Default: 64."),
-    lr: float = typer.Option(1e-3, min=0.0, help="AdamW peak learning rate (warm-up, then cosine decay). "
-                                                 "Default: 1e-3."),
-    warmup_steps: int = typer.Option(500, min=0, help="Linear warm-up steps. Default: 500."),
-    hole_masks: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction of samples masked by brush strokes "
-                                                                 "shaped like the test holes instead of random "
-                                                                 "tokens. Default: 0."),
-    keep_best: str | None = typer.Option(None, metavar="NAME", help="Also copy the best epoch by this validation "
-                                                                    "metric to --out/best: val_loss or "
-                                                                    "val_masked_accuracy. Default: none."),
-    seed: int = typer.Option(0, help="Seed of data order and masks. Default: 0."),
-    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, ... Default: auto."),
-    bf16: bool | None = typer.Option(None, "--bf16/--fp32", help=_BF16_HELP),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out. "
-                                                        "Default: off (start afresh)."),
-    tracking_uri: str = _tracking_uri_option("MLflow store (experiment train-transformer)"),
-):
-    """Stage 2: masked visual token modelling on tokens of the frozen VQGAN (cached once).
-
-    Example: bench train transformer --data data/catfaces --vqgan runs/catfaces-vqgan --out runs/catfaces-tr
-    """
-    from bench.train import train_transformer_command
-
-    cfg = _train_config(epochs, batch_size, lr, seed, device, bf16, warmup_steps=warmup_steps, hole_masks=hole_masks,
-                        keep_best=keep_best)
-    last = train_transformer_command(data, vqgan, out, preset, cfg, resume, tracking_uri)
-    typer.echo(f"checkpoint: {last}")
 
 @app.command("import-lab")
 def import_lab(
@@ -410,7 +235,7 @@ def sweep(
     limit: int | None = typer.Option(None, help=f"Use the first N test images. Default: {DEFAULT_LIMIT} on the "
                                                 "embedded benchmark, all with --data."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ... Default: auto."),
-    batch_size: int | None = _batch_size_option("Images decoded per batch (results do not depend on it)"),
+    batch_size: int | None = batch_size_option("Images decoded per batch (results do not depend on it)"),
     protocol: str = typer.Option(DEFAULT_PROTOCOL, help="FID resize protocol: tf or lab (see `bench fid`). "
                                                         f"Default: {DEFAULT_PROTOCOL}."),
     n_trials: int | None = typer.Option(None, help="Finished trials the study should have; resuming runs only "
@@ -425,9 +250,9 @@ def sweep(
                                                  "Default: none."),
     study_name: str | None = typer.Option(None, help="Study (and MLflow experiment) to create or resume. "
                                                      "Default: the study file's name, else sweep-<schedules>."),
-    storage: str = _storage_option("Optuna storage: a journal file several processes share, or a database URL "
+    storage: str = storage_option("Optuna storage: a journal file several processes share, or a database URL "
                                    "(postgresql+psycopg2://...)"),
-    tracking_uri: str = _tracking_uri_option("MLflow store"),
+    tracking_uri: str = tracking_uri_option("MLflow store"),
     workers: int = typer.Option(1, help="Worker processes on this machine, each an Optuna worker on the "
                                         "storage. Default: 1."),
     seeds: int | None = typer.Option(None, help="Seeds per trial: each trial decodes the test set K times, its "
@@ -486,8 +311,8 @@ def report_command(
                                                "Default: reports/<study>."),
     steps: int | None = typer.Option(None, help="T of the FID-vs-step and schedule figures. Default: the T "
                                                 "with the most trials."),
-    storage: str = _storage_option("Optuna storage of the studies (history, importances, Pareto front)"),
-    tracking_uri: str = _tracking_uri_option("MLflow store"),
+    storage: str = storage_option("Optuna storage of the studies (history, importances, Pareto front)"),
+    tracking_uri: str = tracking_uri_option("MLflow store"),
     log: bool = typer.Option(True, "--log/--no-log", help="Also log the report as artifacts of each study's "
                                                           "newest parent run. Default: on."),
 ):
@@ -510,7 +335,7 @@ def compare_command(
     trial_b: str = typer.Argument(..., metavar="B", help="The trial to compare it with, named the same way."),
     step: int | None = typer.Option(None, help="Compare both trials' FIDs at this step. Default: each trial's "
                                                "best step."),
-    tracking_uri: str = _tracking_uri_option("MLflow store of the trials"),
+    tracking_uri: str = tracking_uri_option("MLflow store of the trials"),
 ):
     """Is A's FID really lower than B's? The paired difference with its 95% interval and a verdict, and
     whether each sweet spot beats its trial's last step (trials on the same model and test images).
@@ -535,7 +360,7 @@ def perf(
                                                  "tiny), for timing only. Default: none."),
     schedule: str = typer.Option("cosine", help="Mask schedule of the timed trial. Default: cosine."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, ... Default: auto."),
-    batch_size: int | None = _batch_size_option("Images per decoding batch of the harness"),
+    batch_size: int | None = batch_size_option("Images per decoding batch of the harness"),
     reference: bool = typer.Option(True, "--reference/--no-reference", help="Also time the reference workflow "
                                                                             "(slow: batch 1, T FIDs). Default: on."),
     phases: bool = typer.Option(True, "--phases/--no-phases", help="Also time the pure compute phases alone "
@@ -577,9 +402,9 @@ def inpaint_command(
     checkpoint: str | None = typer.Option(None, help=f"Checkpoint folder or shipped name. Default: {DEFAULT_CHECKPOINT}."),
     limit: int | None = typer.Option(None, help=f"The first N test images. Default: all (embedded: {DEFAULT_LIMIT})."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ... Default: auto."),
-    batch_size: int | None = _batch_size_option("Images decoded per batch"),
+    batch_size: int | None = batch_size_option("Images decoded per batch"),
     protocol: str | None = typer.Option(None, help="FID protocol: tf or lab. Default: tf (or the replayed run's)."),
-    tracking_uri: str = _tracking_uri_option("MLflow store of --from-run"),
+    tracking_uri: str = tracking_uri_option("MLflow store of --from-run"),
     overwrite: bool = typer.Option(False, help="Replace images already in --out. Default: off."),
 ):
     """Inpaint a test set with one decoding configuration; prints FID/KID when there is ground truth.
@@ -622,7 +447,7 @@ def evaluate_command(
                                                             "image scored: the lab's protocol), hard, feather, "
                                                             "seamless (Poisson cloning). Default: off,hard,seamless."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, ... Default: auto."),
-    batch_size: int | None = _batch_size_option("Images per batch", min=1),
+    batch_size: int | None = batch_size_option("Images per batch", min=1),
     out: Path | None = typer.Option(None, help="Also write the numbers as JSON here. Default: print only."),
 ):
     """Measure a trained model for its model card: VQGAN reconstruction PSNR/FID and codebook usage,
@@ -655,7 +480,7 @@ _HOST_HELP = ("Address to listen on: 127.0.0.1 keeps it on this machine, 0.0.0.0
 
 @app.command("ui")
 def ui_command(
-    tracking_uri: str = _tracking_uri_option("MLflow store"),
+    tracking_uri: str = tracking_uri_option("MLflow store"),
     host: str = typer.Option("127.0.0.1", help=_HOST_HELP),
     port: int = typer.Option(5000, min=1, max=65535, help="TCP port. Default: 5000."),
 ):
@@ -672,7 +497,7 @@ def ui_command(
 
 @app.command("dashboard")
 def dashboard_command(
-    storage: str = _storage_option("Optuna storage of the studies: a journal file or a database URL"),
+    storage: str = storage_option("Optuna storage of the studies: a journal file or a database URL"),
     host: str = typer.Option("127.0.0.1", help=_HOST_HELP),
     port: int = typer.Option(8080, min=1, max=65535, help="TCP port. Default: 8080."),
 ):
