@@ -97,10 +97,12 @@ def measured_section(quality: Mapping, config: Mapping) -> str:
     return "\n".join([intro, "", *tokenizer_table(quality, config), "", paste, "", *inpainting_table(quality)]) + "\n"
 
 
-def readme_header(composites: Sequence[str] = README_COMPOSITES) -> list[str]:
+def readme_header(quality: Mapping, composites: Sequence[str] = README_COMPOSITES) -> list[str]:
+    """The README table's header, its multi-step column named by the T of quality.json's decoding rows."""
+    steps = next(row["settings"]["steps"] for name, row in quality["inpainting"].items() if name.startswith("best_"))
     pastes = " / ".join(composites)
     return [f"| model, test images | reconstruction FID (PSNR) | grey holes | harmonic fill | one step, {pastes} | "
-            f"T = 8, {pastes} |", "| --- | --- | --- | --- | --- | --- |"]
+            f"T = {steps}, {pastes} |", "| --- | --- | --- | --- | --- | --- |"]
 
 
 def readme_row(label: str, quality: Mapping, composites: Sequence[str] = README_COMPOSITES) -> str:

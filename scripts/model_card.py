@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     quality.pop("targets", None)  # rows of an earlier run are recomputed, never judged against
     results = [target_result(target, numbers(quality, dict(args.extra))) for target in targets]
     print("## Measured\n\n" + measured_section(quality, config))
-    print("## README row\n\n" + "\n".join([*readme_header(), readme_row(args.label, quality)]) + "\n")
+    print("## README row\n\n" + "\n".join([*readme_header(quality), readme_row(args.label, quality)]) + "\n")
     if results:
         print("## Targets\n\n" + "\n".join(targets_table(results)))
     if args.write_targets and results:

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from bench.model_card import (inpainting_table, measured_section, numbers, read_targets, readme_row, shipped_meta,
-                              target_result, targets_table, tokenizer_table)
+from bench.model_card import (inpainting_table, measured_section, numbers, read_targets, readme_header, readme_row,
+                              shipped_meta, target_result, targets_table, tokenizer_table)
 from maskgit.checkpoints import load_checkpoint, save_checkpoint
 from maskgit.model import MaskGIT
 from maskgit.presets import preset
@@ -119,6 +119,10 @@ def test_tokenizer_table_takes_the_validation_accuracy_from_the_training_meta():
 
 
 def test_readme_row_bolds_the_lowest_fid_and_dashes_a_paste_not_measured():
+    assert readme_header(QUALITY)[0] == ("| model, test images | reconstruction FID (PSNR) | grey holes | "
+                                         "harmonic fill | one step, off / hard / seamless | T = 8, off / hard / seamless |")
+    t13 = {"inpainting": {"best_hard": {"settings": settings(13, 13, "hard")}}}
+    assert readme_header(t13, ("hard",))[0].endswith("| one step, hard | T = 13, hard |")
     assert readme_row("`catfaces`, all 747 real", QUALITY) == (
         "| `catfaces`, all 747 real | 55.55 (23.46 dB) | 109.82 | 41.35 | 90.00 / – / 38.36 "
         "| 79.99 / – / **24.50** |")
