@@ -120,7 +120,8 @@ def test_tokenizer_table_takes_the_validation_accuracy_from_the_training_meta():
 
 def test_readme_row_bolds_the_lowest_fid_and_dashes_a_paste_not_measured():
     assert readme_header(QUALITY)[0] == ("| model, test images | reconstruction FID (PSNR) | grey holes | "
-                                         "harmonic fill | one step, off / hard / seamless | T = 8, off / hard / seamless |")
+                                         "harmonic fill | one step, off / hard / seamless | "
+                                         "T = 8, off / hard / seamless |")
     t13 = {"inpainting": {"best_hard": {"settings": settings(13, 13, "hard")}}}
     assert readme_header(t13, ("hard",))[0].endswith("| one step, hard | T = 13, hard |")
     assert readme_row("`catfaces`, all 747 real", QUALITY) == (
