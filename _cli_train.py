@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from _cli_options import tracking_uri_option
+from bench.defaults import DEFAULT_PRESET
 
 train_app = typer.Typer(help="Train the two MaskGIT stages: the VQGAN tokenizer, then the transformer.\n\n"
                              "Example: bench train vqgan --data data/catfaces --out runs/catfaces-vqgan",
@@ -29,8 +30,9 @@ def _train_config(epochs, batch_size, lr, seed, device, bf16=None, progress=True
 def train_vqgan(
     data: Path = typer.Option(..., help="Benchmark folder with train/ and val/ (from `bench data build`)."),
     out: Path = typer.Option(..., help="Output folder: one checkpoint per epoch, LATEST names the newest."),
-    preset: str = typer.Option("small", help="Model size: small (2 CPU cores), toy (the embedded toy faces, "
-                                             "1 core), lab (the lab's), tiny (tests). Default: small."),
+    preset: str | None = typer.Option(None, help="Model size: small (2 CPU cores), toy (the embedded toy faces, "
+                                                 "1 core), lab (the lab's), tiny (tests). Default: "
+                                                 f"{DEFAULT_PRESET}; with --resume, the checkpoint's."),
     epochs: int = typer.Option(20, min=1, help="Total epochs (also the target when resuming). Default: 20."),
     batch_size: int = typer.Option(32, min=1, help="Images per step. Default: 32."),
     lr: float = typer.Option(2e-4, min=0.0, help="Adam learning rate. Default: 2e-4."),
@@ -52,8 +54,8 @@ def train_vqgan(
     codebook_size: int | None = typer.Option(None, min=2, help="Codebook entries instead of the preset's (fewer "
                                                                "codes: tokens a small transformer predicts more "
                                                                "often right; stage 2 takes it from the "
-                                                               "checkpoint). Give it again with --resume. "
-                                                               "Default: the preset's."),
+                                                               "checkpoint). Default: the preset's; with "
+                                                               "--resume, the checkpoint's."),
     seed: int = typer.Option(0, help="Seed of data order, augmentation and code restarts. Default: 0."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ... Default: auto."),
     bf16: bool | None = typer.Option(None, "--bf16/--fp32", help=_BF16_HELP),

@@ -9,13 +9,15 @@ from pathlib import Path
 import torch
 
 from bench.data import load_image_folder, pixels_hash
+from bench.defaults import DEFAULT_PRESET
 from bench.devices import resolve_device
 from bench.errors import BenchError
 from bench.fid import FIDReference, InceptionFeatures, fid_score
 from bench.tracking import environment_tags, setup_mlflow
-from maskgit.checkpoints import CheckpointError, load_checkpoint
+from maskgit.checkpoints import CheckpointError, load_checkpoint, read_config
 from maskgit.model import MaskGIT
 from maskgit.presets import preset
+from maskgit.vqgan import VQGANConfig
 from maskgit.training import (SELECTION_METRICS, TrainCallback, TrainConfig, latest_checkpoint, train_transformer,
                               train_vqgan)
 
@@ -111,14 +113,44 @@ def _run(stage: str, model: MaskGIT, data: Path, out: Path, cfg: TrainConfig, re
             raise
 
 
-def train_vqgan_command(data: Path, out: Path, preset_name: str, cfg: TrainConfig, resume: bool,
-                        tracking_uri: str | None, fid_images: int = 0, codebook_size: int | None = None) -> Path:
+def _resumed_vqgan(out: Path, preset_name: str | None, codebook_size: int | None) -> tuple[VQGANConfig, dict]:
+    """The VQGAN config and its recorded options (preset, codebook_size) of the newest checkpoint in
+    `out`, so that --resume needs neither option again; one given that contradicts the checkpoint is
+    refused here, before an MLflow run is resumed (a failed load inside it would mark it FAILED)."""
+    last = latest_checkpoint(out)
+    try:
+        config = read_config(last)
+        vq_cfg = VQGANConfig(**config["vqgan"])
+    except (CheckpointError, KeyError, TypeError) as exc:
+        raise BenchError(f"--resume: {last}: not a VQGAN checkpoint ({exc})") from None
+    recorded = {"preset": config["meta"].get("preset"), "codebook_size": vq_cfg.num_codebook_vectors}
+    for option, given in (("preset", preset_name), ("codebook_size", codebook_size)):
+        if given is not None and given != recorded[option]:
+            raise BenchError(f"--{option.replace('_', '-')}: {given} contradicts the checkpoint resumed "
+                             f"({last}: {recorded[option]}); leave it out with --resume")
+    return vq_cfg, {name: config["meta"][name] for name in recorded if name in config["meta"]}
+
+
+def _new_vqgan(preset_name: str | None, codebook_size: int | None) -> tuple[VQGANConfig, dict]:
+    """A fresh run's VQGAN config (the preset's, with --codebook-size's codes) and the options recorded."""
+    preset_name = preset_name or DEFAULT_PRESET
     try:
         vq_cfg, _ = preset(preset_name)
     except ValueError as exc:
         raise BenchError(f"--preset: {exc}") from None
     if codebook_size is not None:
         vq_cfg.num_codebook_vectors = codebook_size
+    return vq_cfg, {"preset": preset_name, **({"codebook_size": codebook_size} if codebook_size is not None else {})}
+
+
+def train_vqgan_command(data: Path, out: Path, preset_name: str | None, cfg: TrainConfig, resume: bool,
+                        tracking_uri: str | None, fid_images: int = 0, codebook_size: int | None = None) -> Path:
+    """`preset_name` and `codebook_size` are None where not given: a resumed run takes both from its
+    checkpoint, a new one the default preset and its codes."""
+    if resume and latest_checkpoint(out) is not None:
+        vq_cfg, params = _resumed_vqgan(Path(out), preset_name, codebook_size)
+    else:
+        vq_cfg, params = _new_vqgan(preset_name, codebook_size)
     if fid_images == 1:
         raise BenchError("--fid-images: FID needs at least 2 images (a covariance)")
     if cfg.keep_best == "val_recon_fid" and not fid_images:
@@ -126,8 +158,7 @@ def train_vqgan_command(data: Path, out: Path, preset_name: str, cfg: TrainConfi
     cfg.device = resolve_device(cfg.device)
     model = MaskGIT(vq_cfg, None)
     recon_fid = ReconstructionFID(fid_images, cfg.device) if fid_images else None
-    params = {"preset": preset_name, **({"fid_images": fid_images} if fid_images else {}),
-              **({"codebook_size": codebook_size} if codebook_size is not None else {})}
+    params = {**params, **({"fid_images": fid_images} if fid_images else {})}
     return _run("vqgan", model, data, out, cfg, resume, tracking_uri, params, recon_fid)
 
 

@@ -124,3 +124,31 @@ def test_codebook_size_below_two_is_refused(tmp_path):
     result = CliRunner().invoke(app, ["train", "vqgan", "--data", str(tmp_path), "--out", str(tmp_path / "run"),
                                       "--preset", "tiny", "--codebook-size", "1"])
     assert result.exit_code == 2 and "--codebook-size" in result.output
+
+
+def test_resume_takes_the_codebook_size_from_the_checkpoint_and_refuses_a_contradiction(tmp_path):
+    from bench.toyfaces import build_toyfaces_benchmark
+
+    data = tmp_path / "bench"
+    build_toyfaces_benchmark(data, n_train=16, n_val=4, n_test=4)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = ["train", "vqgan", "--data", str(data), "--out", str(tmp_path / "vq"), "--device", "cpu",
+              "--batch-size", "16", "--tracking-uri", uri]
+    runner = CliRunner()
+    result = runner.invoke(app, [*common, "--preset", "tiny", "--codebook-size", "8", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, [*common, "--resume", "--epochs", "2"])  # neither --preset nor --codebook-size
+    assert result.exit_code == 0, result.output
+    stage1, config = load_checkpoint(tmp_path / "vq", require_transformer=False)
+    assert config["meta"]["epoch"] == 2 and config["meta"]["preset"] == "tiny" and config["meta"]["codebook_size"] == 8
+    assert stage1.vqgan.codebook.embedding.weight.shape == (8, 16)
+    for option, value in (("--codebook-size", "16"), ("--preset", "small")):
+        result = runner.invoke(app, [*common, "--resume", "--epochs", "3", option, value])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1 and option in result.output
+
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["train-vqgan"])
+    assert list(runs["status"]) == ["FINISHED"]  # one run, resumed once, untouched by the refusals
