@@ -26,8 +26,9 @@ OPERATORS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}
 MISSING = "–"
 
 
-TRAINING_RECORD = ("data", "data_hash", "preset", "stage", "train_config", "vqgan", "vqgan_sha256", "fid_images",
-                   "codebook_size")  # what a training checkpoint's meta holds besides its epoch's numbers
+TRAINING_NUMBERS = ("epoch", "step", "codebook_usage", "epoch_seconds")  # with every val_* metric: the numbers
+# of a training checkpoint's epoch that a shipped meta keeps (an allowlist: options a training script records
+# beside them, such as gpu_train's, stay out of the cards)
 
 
 def shipped_meta(name: str, data: str, vqgan_meta: Mapping, transformer_meta: Mapping) -> dict:
@@ -35,7 +36,7 @@ def shipped_meta(name: str, data: str, vqgan_meta: Mapping, transformer_meta: Ma
     the preset, each stage's last numbers (`vqgan_training`, `transformer_training`) and training
     config, from the meta of the stage-1 checkpoint and of the stage-2 checkpoint shipped."""
     def numbers_of(meta: Mapping) -> dict:
-        return {key: value for key, value in meta.items() if key not in TRAINING_RECORD}
+        return {key: value for key, value in meta.items() if key in TRAINING_NUMBERS or key.startswith("val_")}
 
     return {"name": name, "data": data, "data_hash": transformer_meta["data_hash"],
             "preset": transformer_meta["preset"],

@@ -13,13 +13,14 @@ from bench.defaults import DEFAULT_PRESET
 from bench.devices import resolve_device
 from bench.errors import BenchError
 from bench.fid import FIDReference, InceptionFeatures, fid_score
+from bench.files import checkpoint_params
 from bench.tracking import environment_tags, setup_mlflow
 from maskgit.checkpoints import CheckpointError, load_checkpoint, read_config
 from maskgit.model import MaskGIT
 from maskgit.presets import preset
-from maskgit.vqgan import VQGANConfig
 from maskgit.training import (SELECTION_METRICS, TrainCallback, TrainConfig, latest_checkpoint, train_transformer,
                               train_vqgan)
+from maskgit.vqgan import VQGANConfig
 
 RUN_ID_FILE = "mlflow_run_id"
 
@@ -162,6 +163,13 @@ def train_vqgan_command(data: Path, out: Path, preset_name: str | None, cfg: Tra
     return _run("vqgan", model, data, out, cfg, resume, tracking_uri, params, recon_fid)
 
 
+def stage1_record(vqgan: str | Path, stage1_config: dict) -> dict[str, str]:
+    """What a stage-2 checkpoint records of the tokenizer it was trained on: the stage-1 checkpoint's
+    portable name (no machine path: models ship) and its weights' hash, which export_model.py checks
+    its --vqgan against."""
+    return {"vqgan": checkpoint_params(str(vqgan))["checkpoint"], "vqgan_sha256": stage1_config["weights_sha256"]}
+
+
 def train_transformer_command(data: Path, vqgan: Path, out: Path, preset_name: str, cfg: TrainConfig,
                               resume: bool, tracking_uri: str | None) -> Path:
     try:
@@ -173,7 +181,7 @@ def train_transformer_command(data: Path, vqgan: Path, out: Path, preset_name: s
     cfg.device = resolve_device(cfg.device)
     model = MaskGIT(stage1.vqgan.cfg, tr_cfg)
     model.vqgan.load_state_dict(stage1.vqgan.state_dict())
-    params = {"preset": preset_name, "vqgan": str(vqgan), "vqgan_sha256": stage1_config["weights_sha256"]}
+    params = {"preset": preset_name, **stage1_record(vqgan, stage1_config)}
     return _run("transformer", model, data, out, cfg, resume, tracking_uri, params)
 
 

@@ -5,10 +5,11 @@ and the stage trains as many whole epochs as fit (the cosine schedules span the 
 actually trained). bf16 autocast, large batches, the issue-17 recipe: VQGAN with cosine decay to a
 floor and the adaptive adversarial weight, best epoch by reconstruction FID when the Inception
 weights are there (else the newest); transformer with hole-shaped masks. No MLflow on the lent
-machine: progress goes to OUT/train-log.jsonl. The model ends as OUT/model (fp16, as shipped).
+machine: progress goes to OUT/train-log.jsonl. The model ends as OUT/model, as scripts/export_model.py
+writes it (fp16, the config meta the cards read).
 
     python -m benchmarks.gpu_train --data data/catfaces --out runs/gpu [--preset medium]
-        [--vqgan-minutes 4] [--transformer-minutes 3] [--fid-images 500] [--dry-run]
+        [--vqgan-minutes 4] [--transformer-minutes 3] [--fid-images 500] [--name NAME] [--about TEXT] [--dry-run]
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import torch
 
 from bench.data import load_image_folder
 from bench.files import portable_name
-from bench.train import ReconstructionFID, training_data
+from bench.model_card import shipped_meta
+from bench.train import ReconstructionFID, stage1_record, training_data
 from maskgit.checkpoints import load_checkpoint, save_checkpoint
 from maskgit.model import MaskGIT
 from maskgit.presets import preset
@@ -131,6 +133,13 @@ def vars_json(args) -> dict:
     return {k: portable_name(v.absolute()) if isinstance(v, Path) else v for k, v in vars(args).items()}
 
 
+def trained_on(meta: dict, n_train: int, n_val: int) -> str:
+    """OUT/model's data sentence (meta.data) when --about gives none: the benchmark, its content hash
+    and the splits' sizes."""
+    return (f"the benchmark {meta['data']} (content hash {meta['data_hash']}): train split ({n_train:,} images; "
+            f"val {n_val:,} for the validation metrics)")
+
+
 def chosen(folder: Path) -> Path:
     """The stage's best epoch when one was kept, else its newest."""
     return folder / BEST_DIR if (folder / BEST_DIR).is_dir() else folder
@@ -154,6 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hole-masks", type=float, default=0.5)
     parser.add_argument("--fid-images", type=int, default=0,
                         help="val images for stage 1's reconstruction FID (needs the Inception weights); 0: off")
+    parser.add_argument("--name", help="OUT/model's shipped name (meta.name; default: DATA's name-PRESET)")
+    parser.add_argument("--about", help="OUT/model's sentence saying what it was trained on (meta.data; default: "
+                                        "the benchmark's name, content hash and split sizes)")
     parser.add_argument("--dry-run", action="store_true", help="print the two stages' configs and stop")
     args = parser.parse_args(argv)
     if args.dry_run:
@@ -169,13 +181,17 @@ def main(argv: list[str] | None = None) -> None:
     meta = checkpoint_meta(args, train_images, val_images)
     stage1 = train_stage(args, "vqgan", MaskGIT(vq_cfg, None), train_images, val_images, args.out, log, meta,
                          recon_fid)
-    tokenizer, _ = load_checkpoint(chosen(stage1), require_transformer=False)
+    tokenizer, tokenizer_config = load_checkpoint(chosen(stage1), require_transformer=False)
     tr_cfg.num_codebook_vectors = vq_cfg.num_codebook_vectors
     model = MaskGIT(vq_cfg, tr_cfg)
     model.vqgan.load_state_dict(tokenizer.vqgan.state_dict())
-    stage2 = train_stage(args, "transformer", model, train_images, val_images, args.out, log, meta)
+    stage2 = train_stage(args, "transformer", model, train_images, val_images, args.out, log,
+                         {**meta, **stage1_record(chosen(stage1), tokenizer_config)})
     final, config = load_checkpoint(chosen(stage2))
-    save_checkpoint(args.out / "model", final, config["meta"], dtype=torch.float16)
+    about = args.about or trained_on(meta, len(train_images), len(val_images))
+    name = args.name or f"{meta['data']}-{args.preset}"
+    shipped = shipped_meta(name, about, tokenizer_config["meta"], config["meta"])
+    save_checkpoint(args.out / "model", final, shipped, dtype=torch.float16)
     print(f"model: {args.out / 'model'}", flush=True)
 
 

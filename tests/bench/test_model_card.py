@@ -190,7 +190,8 @@ def test_script_refuses_a_missing_quality_json_with_one_line(tmp_path, capsys):
 
 VQGAN_META = {"data": "catfaces", "data_hash": "3d6f", "preset": "tiny", "fid_images": 300, "stage": "vqgan",
               "epoch": 24, "step": 10584, "train_config": {"epochs": 30, "lr": 0.0003}, "val_psnr": 25.19,
-              "val_recon_fid": 45.1, "codebook_usage": 1.0, "epoch_seconds": 403.7}
+              "val_recon_fid": 45.1, "codebook_usage": 1.0, "epoch_seconds": 403.7,
+              "gpu_train": {"preset": "tiny", "fid_images": 300}}  # a training script's options: not a number
 
 
 def transformer_meta(vqgan_sha: str) -> dict:

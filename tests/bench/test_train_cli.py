@@ -117,6 +117,7 @@ def test_codebook_size_replaces_the_presets_and_reaches_stage_two(tmp_path):
     assert result.exit_code == 0, result.output
     model, config = load_checkpoint(tmp_path / "tr")
     assert config["transformer"]["num_codebook_vectors"] == 8
+    assert config["meta"]["vqgan"] == f"{tmp_path.name}/vq"  # its portable name, no machine path
     assert model.transformer.tok_emb.weight.shape[0] == 8 + 1  # the codes and the mask token
 
 
