@@ -36,13 +36,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="NAME=NUMBER measured elsewhere, for the targets (repeatable)")
     parser.add_argument("--write-targets", action="store_true", help="record the targets' rows in quality.json")
     args = parser.parse_args(argv)
-    quality_file = args.model / "quality.json"
+    quality_file, config_file = args.model / "quality.json", args.model / "config.json"
     try:
         quality = json.loads(quality_file.read_text())
-        config = json.loads((args.model / "config.json").read_text())
+        config = json.loads(config_file.read_text())
         targets = read_targets(args.targets) if args.targets else []
     except (OSError, json.JSONDecodeError, ValueError) as exc:
         print(f"model_card: {exc}", file=sys.stderr)
+        return 2
+    if quality.get("weights_sha256") != config.get("weights_sha256"):  # measured on other weights: a stale card
+        print(f"model_card: {quality_file} was measured on the weights {quality.get('weights_sha256')}, not on "
+              f"{config_file}'s {config.get('weights_sha256')} (rerun bench evaluate --out)", file=sys.stderr)
         return 2
     quality.pop("targets", None)  # rows of an earlier run are recomputed, never judged against
     results = [target_result(target, numbers(quality, dict(args.extra))) for target in targets]

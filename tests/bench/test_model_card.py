@@ -188,6 +188,17 @@ def test_script_refuses_a_missing_quality_json_with_one_line(tmp_path, capsys):
     assert error.startswith("model_card: ") and "quality.json" in error and len(error.splitlines()) == 1
 
 
+def test_script_refuses_a_quality_json_measured_on_other_weights_with_one_line(tmp_path, capsys):
+    (tmp_path / "quality.json").write_text(json.dumps({**QUALITY, "weights_sha256": "74afc7ad1d5c128d"}))
+    (tmp_path / "config.json").write_text(json.dumps({**CONFIG, "weights_sha256": "ba7222b7f857a504"}))
+    before = (tmp_path / "quality.json").read_text()
+    assert run_script(["--model", str(tmp_path), "--label", "x", "--write-targets"]) == 2
+    captured = capsys.readouterr()
+    assert len(captured.err.splitlines()) == 1 and not captured.out
+    assert all(text in captured.err for text in ("quality.json", "config.json", "74afc7ad1d5c128d", "ba7222b7f857a504"))
+    assert (tmp_path / "quality.json").read_text() == before
+
+
 VQGAN_META = {"data": "catfaces", "data_hash": "3d6f", "preset": "tiny", "fid_images": 300, "stage": "vqgan",
               "epoch": 24, "step": 10584, "train_config": {"epochs": 30, "lr": 0.0003}, "val_psnr": 25.19,
               "val_recon_fid": 45.1, "codebook_usage": 1.0, "epoch_seconds": 403.7,
