@@ -26,15 +26,23 @@ OPERATORS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}
 MISSING = "–"
 
 
-TRAINING_NUMBERS = ("epoch", "step", "codebook_usage", "epoch_seconds")  # with every val_* metric: the numbers
-# of a training checkpoint's epoch that a shipped meta keeps (an allowlist: options a training script records
-# beside them, such as gpu_train's, stay out of the cards)
+TRAINING_NUMBERS = ("epoch", "step", "codebook_usage", "epoch_seconds", "fid_images")  # with every val_* metric:
+# the numbers of a training checkpoint's epoch that a shipped meta keeps, and the validation images val_recon_fid
+# was measured on (an allowlist: options a training script records beside them, such as gpu_train's, stay out)
+# what shipped_meta reads of each stage's checkpoint meta besides its numbers
+REQUIRED_STAGE_META = {"vqgan": ("train_config",), "transformer": ("data_hash", "preset", "train_config")}
 
 
 def shipped_meta(name: str, data: str, vqgan_meta: Mapping, transformer_meta: Mapping) -> dict:
     """A shipped model's config meta, in the form the shipped cards read: its name, the data sentence,
     the preset, each stage's last numbers (`vqgan_training`, `transformer_training`) and training
-    config, from the meta of the stage-1 checkpoint and of the stage-2 checkpoint shipped."""
+    config, from the meta of the stage-1 checkpoint and of the stage-2 checkpoint shipped. A ValueError
+    names the stage whose meta lacks what bench train records (a checkpoint from elsewhere)."""
+    for stage, meta in (("vqgan", vqgan_meta), ("transformer", transformer_meta)):
+        missing = [key for key in REQUIRED_STAGE_META[stage] if key not in meta]
+        if missing:
+            raise ValueError(f"the {stage} checkpoint's meta has no {', '.join(missing)} (bench train records it)")
+
     def numbers_of(meta: Mapping) -> dict:
         return {key: value for key, value in meta.items() if key in TRAINING_NUMBERS or key.startswith("val_")}
 

@@ -214,8 +214,8 @@ def transformer_meta(vqgan_sha: str) -> dict:
 def test_shipped_meta_keeps_each_stage_s_numbers_and_config_as_the_cards_read_them():
     assert shipped_meta("catfaces", "the real cat faces", VQGAN_META, transformer_meta("abc")) == {
         "name": "catfaces", "data": "the real cat faces", "data_hash": "3d6f", "preset": "tiny",
-        "vqgan_training": {"epoch": 24, "step": 10584, "val_psnr": 25.19, "val_recon_fid": 45.1, "codebook_usage": 1.0,
-                           "epoch_seconds": 403.7},
+        "vqgan_training": {"fid_images": 300, "epoch": 24, "step": 10584, "val_psnr": 25.19, "val_recon_fid": 45.1,
+                           "codebook_usage": 1.0, "epoch_seconds": 403.7},
         "transformer_training": {"epoch": 14, "step": 3080, "val_loss": 5.0, "val_masked_accuracy": 0.07,
                                  "epoch_seconds": 450.0},
         "vqgan_train_config": {"epochs": 30, "lr": 0.0003},
@@ -261,4 +261,35 @@ def test_export_refuses_a_vqgan_the_transformer_was_not_trained_on(two_stages, t
     assert run_script(argv, "export_model") == 2
     error = capsys.readouterr().err
     assert "was trained on the VQGAN" in error and str(other) in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "shipped").exists()
+
+
+def test_export_keeps_the_decoding_settings_of_the_config_it_replaces(two_stages, tmp_path, capsys):
+    vqgan, transformer = two_stages
+    out = tmp_path / "shipped"
+    decoding = {"schedule": "cosine", "steps": 8, "choice_temperature": 4.5, "sweet_spot": 8, "composite": "seamless"}
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"meta": {"name": "cat", "decoding": decoding}}))
+    argv = ["--transformer", str(transformer), "--vqgan", str(vqgan), "--name", "cat", "--data", "cats",
+            "--out", str(out)]
+    assert run_script(argv, "export_model") == 0
+    meta = load_checkpoint(out)[1]["meta"]
+    assert meta == {**shipped_meta("cat", "cats", VQGAN_META, transformer_meta("x")), "decoding": decoding}
+    assert "kept meta.decoding" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("meta", "message"), [
+    ({"vqgan_sha256": None}, "records no VQGAN hash (vqgan_sha256)"),
+    ({"data_hash": None, "train_config": None}, "the transformer checkpoint's meta has no data_hash, train_config"),
+])
+def test_export_refuses_a_transformer_meta_it_cannot_ship_with_one_line(two_stages, tmp_path, capsys, meta, message):
+    vqgan, transformer = two_stages
+    recorded = json.loads((transformer / "config.json").read_text())
+    recorded["meta"] = {k: v for k, v in recorded["meta"].items() if k not in meta}
+    (transformer / "config.json").write_text(json.dumps(recorded))
+    argv = ["--transformer", str(transformer), "--vqgan", str(vqgan), "--name", "cat", "--data", "cats",
+            "--out", str(tmp_path / "shipped")]
+    assert run_script(argv, "export_model") == 2
+    error = capsys.readouterr().err
+    assert message in error and str(transformer) in error and len(error.splitlines()) == 1
     assert not (tmp_path / "shipped").exists()
