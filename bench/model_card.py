@@ -9,12 +9,14 @@ name), `op` (`<=`, `<` or `>=`), `limit` (a number or a number's name) times `fa
 and optional format strings `shown`, `target` and `bounded_by`. A number's name is its path in
 quality.json written with dots (`inpainting.harmonic.fid`), or a name given with `extra` (numbers
 measured elsewhere, e.g. the seed report's spreads); format strings use the same names
-(`{reconstruction_fid:.2f}`).
+(`{reconstruction_fid:.2f}`). A target is "not measured" only where quality.json lacks an inpainting
+row it names (a composite not asked for); any other name that is not a number is an error.
 """
 
 from __future__ import annotations
 
 import operator
+import string
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ BASELINE_LABELS = {"grey": "grey holes (the masked input)", "harmonic": "harmoni
 README_COMPOSITES = ("off", "hard", "seamless")
 OPERATORS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}
 MISSING = "–"
+DECODING_ROWS = ("oracle_", "one_step_", "best_")  # quality.json's rows per --composite (bench/quality.py)
 
 
 TRAINING_NUMBERS = ("epoch", "step", "codebook_usage", "epoch_seconds", "fid_images")  # with every val_* metric:
@@ -142,13 +145,21 @@ def numbers(quality: Mapping, extra: Mapping[str, float]) -> SimpleNamespace:
 
 
 def lookup(names: SimpleNamespace, name: str | float) -> float | None:
-    """A number by name (None where it was not measured), or the number itself."""
-    if not isinstance(name, str):
+    """A number by name, or the number itself; None for a decoding row of `inpainting` that quality.json
+    lacks (a composite not measured). A ValueError for a name that is in neither quality.json nor the
+    extra numbers, or that names no number (a typo must not pass as "not measured")."""
+    if isinstance(name, int | float) and not isinstance(name, bool):
         return float(name)
+    parts = str(name).split(".")
+    if (len(parts) == 3 and parts[0] == "inpainting" and parts[1].startswith(DECODING_ROWS)
+            and not hasattr(getattr(names, "inpainting", None), parts[1])):
+        return None
     value = names
-    for part in name.split("."):
+    for part in parts:
         value = getattr(value, part, None)
-    return None if value is None else float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name!r} names no number in quality.json or the extra numbers")
+    return float(value)
 
 
 def read_targets(path: Path) -> list[dict]:
@@ -166,15 +177,24 @@ def read_targets(path: Path) -> list[dict]:
 
 
 def filled_in(template: str, names: SimpleNamespace) -> str:
-    """A format string over the numbers' names; a dash where one of them was not measured."""
-    try:
-        return template.format_map(vars(names))
-    except (KeyError, AttributeError):
+    """A format string over the numbers' names; a dash where one of them was not measured. Its names
+    are looked up first, so an unknown one is lookup's ValueError; a bad format spec is one too."""
+    fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    if any(lookup(names, field) is None for field in fields):
         return MISSING
+    return template.format_map(vars(names))
 
 
 def target_result(target: Mapping, names: SimpleNamespace) -> dict:
-    """One target against the numbers: measured value, the limit it had to meet, met (None: not measured)."""
+    """One target against the numbers: measured value, the limit it had to meet, met (None: not measured).
+    A ValueError names the target whose names, limit or format strings are wrong."""
+    try:
+        return _judged(target, names)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"target {target['quantity']!r}: {exc}") from None
+
+
+def _judged(target: Mapping, names: SimpleNamespace) -> dict:
     value, limit = lookup(names, target["value"]), lookup(names, target["limit"])
     limit = None if limit is None else limit * target.get("factor", 1)
     met = None if value is None or limit is None else OPERATORS[target["op"]](value, limit)

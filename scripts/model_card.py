@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{config_file}'s {config.get('weights_sha256')} (rerun bench evaluate --out)", file=sys.stderr)
         return 2
     quality.pop("targets", None)  # rows of an earlier run are recomputed, never judged against
-    results = [target_result(target, numbers(quality, dict(args.extra))) for target in targets]
+    try:
+        results = [target_result(target, numbers(quality, dict(args.extra))) for target in targets]
+    except ValueError as exc:
+        print(f"model_card: {args.targets}: {exc}", file=sys.stderr)
+        return 2
     print("## Measured\n\n" + measured_section(quality, config))
     print("## README row\n\n" + "\n".join([*readme_header(quality), readme_row(args.label, quality)]) + "\n")
     if results:

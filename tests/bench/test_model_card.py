@@ -147,8 +147,31 @@ def test_targets_are_judged_against_quality_json_and_numbers_measured_elsewhere(
         "| spread of the seed-report grid | about 1 FID | at least 3x the seed-to-seed sd | grid sd 3.30, seed sd 1.15 "
         "| **not met** |  |",
     ]
-    unmeasured = target_result(targets[4], numbers(QUALITY, {}))
-    assert unmeasured["met"] is None and unmeasured["measured"] == "–"
+    with pytest.raises(ValueError, match="target 'spread of the seed-report grid': 'grid_sd' names no number"):
+        target_result(targets[4], numbers(QUALITY, {}))  # no --extra grid_sd: a mistake, not "not measured"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"value": "reconstruction_fd"}, "'reconstruction_fd' names no number"),
+    ({"limit": "60"}, "'60' names no number"),
+    ({"value": "inpainting.best_off"}, "'inpainting.best_off' names no number"),
+    ({"value": "inpainting.best_off.fdi"}, "'inpainting.best_off.fdi' names no number"),
+    ({"shown": "{reconstruction_fid:.2q}"}, "Unknown format code 'q'"),
+    ({"bounded_by": "oracle {inpainting.orcale_off.fid:.2f}"}, "'inpainting.orcale_off.fid' names no number"),
+    ({"target": "below {inpainting}"}, "'inpainting' names no number"),
+    ({"factor": "3"}, "can't multiply"),
+])
+def test_a_target_naming_no_number_or_with_a_bad_format_is_an_error(tmp_path, capsys, change, message):
+    target = {"quantity": "q", "old": "1", "value": "reconstruction_fid", "op": "<=", "limit": 60, **change}
+    with pytest.raises(ValueError, match=f"target 'q': .*{message}"):
+        target_result(target, numbers(QUALITY, {}))
+    (tmp_path / "quality.json").write_text(json.dumps(QUALITY))
+    (tmp_path / "config.json").write_text(json.dumps(CONFIG))
+    toml = "".join(f"{key} = {json.dumps(value)}\n" for key, value in target.items())
+    (tmp_path / "targets.toml").write_text("[[target]]\n" + toml)
+    assert run_script(["--model", str(tmp_path), "--label", "x", "--targets", str(tmp_path / "targets.toml")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("model_card: ") and "targets.toml: target 'q'" in error and len(error.splitlines()) == 1
 
 
 def test_a_target_without_an_operator_names_the_file(tmp_path):
