@@ -27,6 +27,10 @@ README_COMPOSITES = ("off", "hard", "seamless")
 OPERATORS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}
 MISSING = "–"
 DECODING_ROWS = ("oracle_", "one_step_", "best_")  # quality.json's rows per --composite (bench/quality.py)
+PASTE_WORDS = {"off": "`off` scores the whole decoded image, the lab's protocol",
+               "hard": "`hard` pastes the decoded pixels into the holes as they are",
+               "feather": "`feather` blends the decoded pixels in, ramping over a few pixels inside each hole",
+               "seamless": "`seamless` pastes the decoded pixels by Poisson cloning"}  # maskgit.decoding's composites
 
 
 TRAINING_NUMBERS = ("epoch", "step", "codebook_usage", "epoch_seconds", "fid_images")  # with every val_* metric:
@@ -99,19 +103,32 @@ def tokenizer_table(quality: Mapping, config: Mapping) -> list[str]:
     return lines
 
 
+def pastes_explained(rows: Mapping) -> str:
+    """The sentence before the inpainting table: what each paste among quality.json's decoding rows
+    does, in their order, and what the oracle rows are where there are any (no words for rows absent)."""
+    composites = dict.fromkeys(name.rsplit("_", 1)[1] for name in rows if name.startswith(DECODING_ROWS))
+    words = [PASTE_WORDS.get(composite, f"`{composite}`") for composite in composites]
+    if any(name.startswith("oracle_") for name in rows):
+        words.append("the oracle rows decode the ground truth's own tokens: the best any transformer could score "
+                     "with this tokenizer")
+    return f"Inpainting FID ({'; '.join(words)}):" if words else "Inpainting FID:"
+
+
 def measured_section(quality: Mapping, config: Mapping) -> str:
     """The body of a card's "Measured" section."""
-    intro = (f"{quality['n_test_images']} test images ({quality['data']}), FID protocol `{quality['protocol']}` "
-             f"(compare rows, not with other test-set sizes); also in `quality.json`:")
-    paste = ("Inpainting FID (`off` scores the whole decoded image, the lab's protocol; `hard` pastes the decoded "
-             "pixels into the holes as they are, `seamless` by Poisson cloning; the oracle rows decode the ground "
-             "truth's own tokens: the best any transformer could score with this tokenizer):")
-    return "\n".join([intro, "", *tokenizer_table(quality, config), "", paste, "", *inpainting_table(quality)]) + "\n"
+    intro = (f"Test set {quality['data']}; FID protocol `{quality['protocol']}` (compare rows, not with other "
+             f"test-set sizes); also in `quality.json`:")
+    return "\n".join([intro, "", *tokenizer_table(quality, config), "", pastes_explained(quality["inpainting"]), "",
+                      *inpainting_table(quality)]) + "\n"
 
 
 def readme_header(quality: Mapping, composites: Sequence[str] = README_COMPOSITES) -> list[str]:
-    """The README table's header, its multi-step column named by the T of quality.json's decoding rows."""
-    steps = next(row["settings"]["steps"] for name, row in quality["inpainting"].items() if name.startswith("best_"))
+    """The README table's header, its multi-step column named by the T of quality.json's decoding rows
+    (a ValueError where it has none)."""
+    steps = next((row["settings"]["steps"] for name, row in quality["inpainting"].items() if name.startswith("best_")),
+                 None)
+    if steps is None:
+        raise ValueError("no best_* row (multi-step decoding) to name the README table's T column by")
     pastes = " / ".join(composites)
     return [f"| model, test images | reconstruction FID (PSNR) | grey holes | harmonic fill | one step, {pastes} | "
             f"T = {steps}, {pastes} |", "| --- | --- | --- | --- | --- | --- |"]
@@ -206,6 +223,7 @@ def _judged(target: Mapping, names: SimpleNamespace) -> dict:
 
 
 def targets_table(results: Sequence[Mapping]) -> list[str]:
+    """The targets as the card and README show them: each row's verdict in words, an unmet one in bold."""
     verdict = {True: "met", False: "**not met**", None: "not measured"}
     lines = ["| quantity | old | target | measured | verdict | bounded by |", "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {r['quantity']} | {r['old']} | {r['target']} | {r['measured']} | {verdict[r['met']]} | "

@@ -54,8 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"model_card: {args.targets}: {exc}", file=sys.stderr)
         return 2
+    try:
+        readme = [*readme_header(quality), readme_row(args.label, quality)]
+    except ValueError as exc:
+        print(f"model_card: {quality_file}: {exc}", file=sys.stderr)
+        return 2
     print("## Measured\n\n" + measured_section(quality, config))
-    print("## README row\n\n" + "\n".join([*readme_header(quality), readme_row(args.label, quality)]) + "\n")
+    print("## README row\n\n" + "\n".join(readme) + "\n")
     if results:
         print("## Targets\n\n" + "\n".join(targets_table(results)))
     if args.write_targets and results:

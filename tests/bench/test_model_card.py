@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from bench.model_card import (inpainting_table, measured_section, numbers, read_targets, readme_header, readme_row,
-                              shipped_meta, target_result, targets_table, tokenizer_table)
+from bench.model_card import (inpainting_table, measured_section, numbers, pastes_explained, read_targets,
+                              readme_header, readme_row, shipped_meta, target_result, targets_table, tokenizer_table)
 from maskgit.checkpoints import load_checkpoint, save_checkpoint
 from maskgit.model import MaskGIT
 from maskgit.presets import preset
@@ -113,9 +113,30 @@ def test_tokenizer_table_takes_the_validation_accuracy_from_the_training_meta():
     without_meta = tokenizer_table(QUALITY, {"vqgan": {"num_codebook_vectors": 512}})
     assert not any("validation" in line for line in without_meta) and len(without_meta) == 6
     section = measured_section(QUALITY, CONFIG)
-    assert section.startswith("747 test images (catfaces/test (content hash 82aaa447417cd22d, 747 test images)), "
+    assert section.startswith("Test set catfaces/test (content hash 82aaa447417cd22d, 747 test images); "
                               "FID protocol `tf`")
     assert "| cosine, T = 8, choice temperature 4.5, step 8, `composite = off` | 79.99 | 0.0500 |" in section
+
+
+def test_the_pastes_are_explained_for_the_rows_present_only():
+    assert pastes_explained(QUALITY["inpainting"]) == (
+        "Inpainting FID (`off` scores the whole decoded image, the lab's protocol; `seamless` pastes the decoded "
+        "pixels by Poisson cloning; the oracle rows decode the ground truth's own tokens: the best any transformer "
+        "could score with this tokenizer):")  # no hard rows: no words for hard
+    assert pastes_explained({"grey": {}, "best_hard": {}}) == (
+        "Inpainting FID (`hard` pastes the decoded pixels into the holes as they are):")
+    assert "Inpainting FID (`off` scores" in measured_section(QUALITY, CONFIG)
+
+
+def test_a_quality_json_without_multi_step_rows_has_no_readme_header_one_line(tmp_path, capsys):
+    one_step_only = {**QUALITY, "inpainting": {k: v for k, v in QUALITY["inpainting"].items() if "best" not in k}}
+    with pytest.raises(ValueError, match=r"no best_\* row"):
+        readme_header(one_step_only)
+    (tmp_path / "quality.json").write_text(json.dumps(one_step_only))
+    (tmp_path / "config.json").write_text(json.dumps(CONFIG))
+    assert run_script(["--model", str(tmp_path), "--label", "x"]) == 2
+    captured = capsys.readouterr()
+    assert "quality.json: no best_* row" in captured.err and len(captured.err.splitlines()) == 1 and not captured.out
 
 
 def test_readme_row_bolds_the_lowest_fid_and_dashes_a_paste_not_measured():
