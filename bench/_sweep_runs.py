@@ -66,6 +66,8 @@ def end_run(client, run_id: str, status: str, state: TrialState, error: str | No
 
 
 TRIAL_OUTAGE_ADVICE = "the trial is recorded FAIL and the same command resumes the study once MLflow is back"
+SWEEP_OUTAGE_ADVICE = ("trials finished before the failure stay in the study; the same command resumes it once "
+                       "MLflow is back")
 
 
 class RunLogger:
@@ -88,8 +90,19 @@ class RunLogger:
         return self.parent_run_id
 
     @_recording
-    def end_parent(self, status: str) -> None:
+    def end_parent(self, status: str, metrics: Sequence = ()) -> None:
+        """Close the parent run (FINISHED, FAILED or KILLED), after logging `metrics` (mlflow Metric) on it:
+        a parent left RUNNING would read as a sweep still going."""
+        if metrics:
+            self.client.log_batch(self.parent_run_id, metrics=list(metrics))
         self.client.set_terminated(self.parent_run_id, status)
+
+    @_recording
+    def log_sweep(self, config: SweepConfig, evaluator: Evaluator, trials: int) -> None:
+        """On the parent run: the sweep's options and the reference fills' scores (log_sweep_params,
+        log_baselines)."""
+        log_sweep_params(self.client, self.parent_run_id, config, evaluator, trials)
+        log_baselines(self.client, self.parent_run_id, evaluator)
 
     @_recording
     def start_run(self, run_name: str, tags: dict[str, str]) -> str:

@@ -32,7 +32,7 @@ from bench._sweep_config import (DEFAULT_N_TRIALS, GRID, OBJECTIVES, PRUNERS, SA
 from bench._sweep_outcome import SweepOutcome, outcome_lines, outcome_table, sweep_outcome
 from bench._sweep_processes import run_here, run_processes, sweep_evaluator
 from bench._sweep_recovery import fail_orphaned_trials
-from bench._sweep_runs import (TrackingError, count_metrics, log_baselines, log_sweep_params, reference_draws,
+from bench._sweep_runs import (SWEEP_OUTAGE_ADVICE, RunLogger, TrackingError, count_metrics, reference_draws,
                               run_tags)
 from bench._sweep_worker import TrialBudget, make_worker
 from bench.compare import read_uncertainty
@@ -71,10 +71,10 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
         trials = min(trials, config.n_trials)
     budget = TrialBudget(trials, None if config.timeout is None else time.time() + config.timeout)
     parent_tags = {**run_tags(config, evaluator), "sampler": config.sampler_name, "objective": config.objective}
-    parent_id = client.create_run(experiment_id, run_name=f"sweep-{datetime.now():%Y%m%d-%H%M%S}",
-                                  tags=parent_tags).info.run_id
-    log_sweep_params(client, parent_id, config, evaluator, trials)
-    log_baselines(client, parent_id, evaluator)
+    parent = RunLogger(client, config.tracking_uri, experiment_id, None, parent_tags, {},
+                       subject="the sweep's parent run", advice=SWEEP_OUTAGE_ADVICE)
+    parent_id = parent.start_parent(f"sweep-{datetime.now():%Y%m%d-%H%M%S}")
+    parent.log_sweep(config, evaluator, trials)
     try:
         if trials and config.workers == 1:
             worker = make_worker(config, evaluator, storage, client, experiment_id, parent_id, index=0)
@@ -82,18 +82,17 @@ def run_sweep(config: SweepConfig) -> SweepOutcome:
         elif trials:
             run_processes(config, experiment_id, parent_id, budget, grid, handle, client)
     except KeyboardInterrupt:
-        client.set_terminated(parent_id, "KILLED")
+        parent.end_parent("KILLED")
         raise
     except TrackingError:
         raise  # MLflow is what failed: the parent run cannot be closed either
     except BaseException:
-        client.set_terminated(parent_id, "FAILED")
+        parent.end_parent("FAILED")
         raise
     outcome = sweep_outcome(handle, config, parent_id, budget.finished, orphans, evaluator.baselines,
                             len(evaluator.test), lambda run_id: read_uncertainty(client, run_id),
                             reference_draws(evaluator))
-    client.log_batch(parent_id, metrics=count_metrics(outcome))
-    client.set_terminated(parent_id, "FINISHED")
+    parent.end_parent("FINISHED", count_metrics(outcome))
     return outcome
 
 

@@ -183,6 +183,26 @@ def test_the_parent_run_logs_the_evaluators_cached_baselines_file(sweep, tmp_pat
     assert Path(logged).read_bytes() == evaluator.baselines_file.read_bytes()
 
 
+@pytest.mark.parametrize("call", ["create_run", "log_batch"])  # the parent run itself, then its options
+def test_mlflow_failing_at_the_sweep_s_start_is_one_line_and_no_trial_runs(sweep, tmp_path, tracking_uri,
+                                                                          monkeypatch, call):
+    from mlflow.exceptions import MlflowException
+
+    from bench._sweep_runs import TrackingError
+
+    def unavailable(self, *args, **kwargs):
+        raise MlflowException("tracking store unavailable")
+
+    monkeypatch.setattr(MlflowClient, call, unavailable)
+    with pytest.raises(TrackingError) as failure:
+        sweep()
+    assert str(failure.value) == (
+        f"--tracking-uri {tracking_uri}: MLflow could not record the sweep's parent run (MlflowException: tracking "
+        "store unavailable); trials finished before the failure stay in the study; the same command resumes it "
+        "once MLflow is back")
+    assert not load(tmp_path).get_trials(states=(TrialState.COMPLETE, TrialState.RUNNING))
+
+
 POINT_ESTIMATES = "(point estimates only: no bootstrap replicates recorded to pair them)"
 
 
