@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.defaults import CONFIRMATION_TAG, CONFIRMS_TAG
+from bench.defaults import BASELINES_FILE, CONFIRMATION_TAG, CONFIRMS_TAG
 from bench.errors import BenchError
 from bench.files import portable_name
 
@@ -224,9 +224,6 @@ def _baseline_intervals(parents: list) -> dict[str, dict[str, float]]:
             if match:
                 found.setdefault(match.group(1), {})[match.group(2)] = value
     return found
-
-
-BASELINES_FILE = "baselines.npz"
 
 
 def _reference_draws(client, parent_ids: list[str]) -> dict[str, tuple[float, np.ndarray, str]]:

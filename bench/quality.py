@@ -42,6 +42,8 @@ def tokenizer_quality(evaluator: Evaluator) -> tuple[dict[str, float], dict[str,
 
 
 def fid_row(evaluator: Evaluator, images: torch.Tensor) -> dict[str, float]:
+    """One row of quality.json: FID and mean KID of `images` against the test set's reference, with the
+    evaluator's extractor (features of the reference computed once for every row)."""
     result = fid_score(evaluator.reference, images, extractor=evaluator.extractor)
     return {"fid": result.fid, "kid": result.kid_mean}
 
