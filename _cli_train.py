@@ -78,9 +78,11 @@ def train_vqgan(
 @train_app.command("transformer")
 def train_transformer(
     data: Path = typer.Option(..., help="Benchmark folder with train/ and val/."),
-    vqgan: Path = typer.Option(..., help="Stage-1 checkpoint (a `bench train vqgan` output folder)."),
+    vqgan: Path = typer.Option(..., help="Stage-1 checkpoint (a `bench train vqgan` output folder; with "
+                                         "--resume, the one the checkpoint was trained on)."),
     out: Path = typer.Option(..., help="Output folder: one checkpoint per epoch, LATEST names the newest."),
-    preset: str = typer.Option("small", help="Transformer size: small, toy, lab, tiny. Default: small."),
+    preset: str | None = typer.Option(None, help="Transformer size: small, toy, lab, tiny. Default: "
+                                                 f"{DEFAULT_PRESET}; with --resume, the checkpoint's."),
     epochs: int = typer.Option(20, min=1, help="Total epochs (also the target when resuming). Default: 20."),
     batch_size: int = typer.Option(64, min=1, help="Token sequences per step. Default: 64."),
     lr: float = typer.Option(1e-3, min=0.0, help="AdamW peak learning rate (warm-up, then cosine decay). "

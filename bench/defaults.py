@@ -5,7 +5,7 @@ build its help)."""
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow store, beside the working directory
 DEFAULT_STORAGE = "bench-studies.journal"  # Optuna storage of the studies: a journal file
 DEFAULT_CHECKPOINT = "toyfaces"  # the shipped model of the embedded benchmark
-DEFAULT_PRESET = "small"  # bench train vqgan's model size (maskgit.presets)
+DEFAULT_PRESET = "small"  # bench train's model size (maskgit.presets)
 DEFAULT_LIMIT = 128  # embedded benchmark only: FIDs far less biased than at 32, yet the default sweep
 DEFAULT_STEPS = (4, 8)  # (its T values, when no --steps) finishes in under 5 minutes on 2 CPU cores (README)
 DEFAULT_SWEEP_COMPOSITE = "seamless"  # the paste the shipped models are made for (their model cards)

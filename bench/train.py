@@ -20,6 +20,7 @@ from maskgit.model import MaskGIT
 from maskgit.presets import preset
 from maskgit.training import (SELECTION_METRICS, TrainCallback, TrainConfig, latest_checkpoint, train_transformer,
                               train_vqgan)
+from maskgit.transformer import TransformerConfig
 from maskgit.vqgan import VQGANConfig
 
 RUN_ID_FILE = "mlflow_run_id"
@@ -114,22 +115,37 @@ def _run(stage: str, model: MaskGIT, data: Path, out: Path, cfg: TrainConfig, re
             raise
 
 
-def _resumed_vqgan(out: Path, preset_name: str | None, codebook_size: int | None) -> tuple[VQGANConfig, dict]:
-    """The VQGAN config and its recorded options (preset, codebook_size) of the newest checkpoint in
-    `out`, so that --resume needs neither option again; one given that contradicts the checkpoint is
-    refused here, before an MLflow run is resumed (a failed load inside it would mark it FAILED)."""
+def _resumed_config(out: Path) -> tuple[Path, dict, VQGANConfig, TransformerConfig | None]:
+    """The newest checkpoint in `out`, its config and model configs: what --resume continues, so that it
+    needs no model option again."""
     last = latest_checkpoint(out)
     try:
         config = read_config(last)
-        vq_cfg = VQGANConfig(**config["vqgan"])
+        transformer = config.get("transformer")
+        return (last, config, VQGANConfig(**config["vqgan"]),
+                TransformerConfig(**transformer) if transformer else None)
     except (CheckpointError, KeyError, TypeError) as exc:
-        raise BenchError(f"--resume: {last}: not a VQGAN checkpoint ({exc})") from None
-    recorded = {"preset": config["meta"].get("preset"), "codebook_size": vq_cfg.num_codebook_vectors}
-    for option, given in (("preset", preset_name), ("codebook_size", codebook_size)):
-        if given is not None and given != recorded[option]:
-            raise BenchError(f"--{option.replace('_', '-')}: {given} contradicts the checkpoint resumed "
-                             f"({last}: {recorded[option]}); leave it out with --resume")
-    return vq_cfg, {name: config["meta"][name] for name in recorded if name in config["meta"]}
+        raise BenchError(f"--resume: {last}: not a checkpoint bench train wrote ({exc})") from None
+
+
+def _refuse_contradictions(last: Path, options: dict[str, tuple]) -> None:
+    """Options given with --resume (`option: (given, the checkpoint's)`, None where not given) that
+    contradict the checkpoint resumed, refused before an MLflow run is resumed: loading a checkpoint
+    that does not fit inside the run would mark it FAILED."""
+    for option, (given, recorded) in options.items():
+        if given is not None and given != recorded:
+            raise BenchError(f"{option}: {given} is not what the checkpoint resumed was trained with "
+                             f"({last}: {recorded}); leave it out or give the same with --resume")
+
+
+def _resumed_vqgan(out: Path, preset_name: str | None, codebook_size: int | None) -> tuple[VQGANConfig, dict]:
+    """The newest checkpoint's VQGAN config and recorded options (preset, codebook_size)."""
+    last, config, vq_cfg, tr_cfg = _resumed_config(out)
+    if tr_cfg is not None:
+        raise BenchError(f"--resume: {out} holds a transformer (stage 2), not a VQGAN to resume")
+    _refuse_contradictions(last, {"--preset": (preset_name, config["meta"].get("preset")),
+                                  "--codebook-size": (codebook_size, vq_cfg.num_codebook_vectors)})
+    return vq_cfg, {name: config["meta"][name] for name in ("preset", "codebook_size") if name in config["meta"]}
 
 
 def _new_vqgan(preset_name: str | None, codebook_size: int | None) -> tuple[VQGANConfig, dict]:
@@ -170,13 +186,26 @@ def stage1_record(vqgan: str | Path, stage1_config: dict) -> dict[str, str]:
     return {"vqgan": checkpoint_params(str(vqgan))["checkpoint"], "vqgan_sha256": stage1_config["weights_sha256"]}
 
 
-def train_transformer_command(data: Path, vqgan: Path, out: Path, preset_name: str, cfg: TrainConfig,
+def train_transformer_command(data: Path, vqgan: Path, out: Path, preset_name: str | None, cfg: TrainConfig,
                               resume: bool, tracking_uri: str | None) -> Path:
+    """`preset_name` is None where not given: a resumed run takes its checkpoint's, a new one the default."""
     try:
-        _, tr_cfg = preset(preset_name)
         stage1, stage1_config = load_checkpoint(vqgan, require_transformer=False)
-    except (ValueError, CheckpointError) as exc:
+    except CheckpointError as exc:
         raise BenchError(str(exc)) from None
+    if resume and latest_checkpoint(out) is not None:
+        last, config, _, tr_cfg = _resumed_config(Path(out))
+        _refuse_contradictions(last, {"--preset": (preset_name, config["meta"].get("preset")),
+                                      "--vqgan": (stage1_config["weights_sha256"], config["meta"].get("vqgan_sha256"))})
+        preset_name = config["meta"].get("preset")
+    else:
+        preset_name = preset_name or DEFAULT_PRESET
+        try:
+            _, tr_cfg = preset(preset_name)
+        except ValueError as exc:
+            raise BenchError(f"--preset: {exc}") from None
+    if tr_cfg is None:
+        raise BenchError(f"--resume: {out} holds a VQGAN (stage 1), not a transformer to resume")
     tr_cfg.num_codebook_vectors = stage1.vqgan.cfg.num_codebook_vectors
     cfg.device = resolve_device(cfg.device)
     model = MaskGIT(stage1.vqgan.cfg, tr_cfg)

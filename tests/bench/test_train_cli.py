@@ -153,3 +153,35 @@ def test_resume_takes_the_codebook_size_from_the_checkpoint_and_refuses_a_contra
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["train-vqgan"])
     assert list(runs["status"]) == ["FINISHED"]  # one run, resumed once, untouched by the refusals
+
+
+def test_transformer_resume_takes_the_preset_from_the_checkpoint_and_refuses_another_vqgan(tmp_path):
+    from bench.toyfaces import build_toyfaces_benchmark
+    from maskgit.checkpoints import save_checkpoint
+    from maskgit.model import MaskGIT
+    from maskgit.presets import preset
+
+    data = tmp_path / "bench"
+    build_toyfaces_benchmark(data, n_train=16, n_val=4, n_test=4)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = ["--data", str(data), "--device", "cpu", "--batch-size", "16", "--tracking-uri", uri]
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "vqgan", *common, "--preset", "tiny", "--epochs", "1",
+                                 "--out", str(tmp_path / "vq")])
+    assert result.exit_code == 0, result.output
+    stage2 = ["train", "transformer", *common, "--out", str(tmp_path / "tr"), "--warmup-steps", "1"]
+    result = runner.invoke(app, [*stage2, "--vqgan", str(tmp_path / "vq"), "--preset", "tiny", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, [*stage2, "--vqgan", str(tmp_path / "vq"), "--epochs", "2", "--resume"])
+    assert result.exit_code == 0, result.output
+    _, config = load_checkpoint(tmp_path / "tr")
+    assert config["meta"]["epoch"] == 2 and config["meta"]["preset"] == "tiny"
+    save_checkpoint(tmp_path / "other-vq", MaskGIT(preset("tiny")[0], None), {})
+    result = runner.invoke(app, [*stage2, "--vqgan", str(tmp_path / "other-vq"), "--epochs", "3", "--resume"])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "--vqgan: " in result.output and "is not what the checkpoint resumed was trained with" in result.output
+
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    assert list(mlflow.search_runs(experiment_names=["train-transformer"])["status"]) == ["FINISHED"]
