@@ -10,7 +10,8 @@ and optional format strings `shown`, `target` and `bounded_by`. A number's name 
 quality.json written with dots (`inpainting.harmonic.fid`), or a name given with `extra` (numbers
 measured elsewhere, e.g. the seed report's spreads); format strings use the same names
 (`{reconstruction_fid:.2f}`). A target is "not measured" only where quality.json lacks an inpainting
-row it names (a composite not asked for); any other name that is not a number is an error.
+row it names (a composite not asked for), or where a name it lists in `measured_elsewhere` was not
+given as an extra number (that measurement was not run); any other name that is not a number is an error.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ README_COMPOSITES = ("off", "hard", "seamless")
 OPERATORS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge}
 MISSING = "–"
 DECODING_ROWS = ("oracle_", "one_step_", "best_")  # quality.json's rows per --composite (bench/quality.py)
+NOT_MEASURED = object()  # a target's `measured_elsewhere` name that no extra number gave
 PASTE_WORDS = {"off": "`off` scores the whole decoded image, the lab's protocol",
                "hard": "`hard` pastes the decoded pixels into the holes as they are",
                "feather": "`feather` blends the decoded pixels in, ramping over a few pixels inside each hole",
@@ -174,6 +176,8 @@ def lookup(names: SimpleNamespace, name: str | float) -> float | None:
     value = names
     for part in parts:
         value = getattr(value, part, None)
+    if value is NOT_MEASURED:
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name!r} names no number in quality.json or the extra numbers")
     return float(value)
@@ -205,8 +209,9 @@ def filled_in(template: str, names: SimpleNamespace) -> str:
 def target_result(target: Mapping, names: SimpleNamespace) -> dict:
     """One target against the numbers: measured value, the limit it had to meet, met (None: not measured).
     A ValueError names the target whose names, limit or format strings are wrong."""
+    absent = {name: NOT_MEASURED for name in target.get("measured_elsewhere", []) if not hasattr(names, name)}
     try:
-        return _judged(target, names)
+        return _judged(target, SimpleNamespace(**vars(names), **absent))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"target {target['quantity']!r}: {exc}") from None
 

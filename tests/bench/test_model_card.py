@@ -172,6 +172,18 @@ def test_targets_are_judged_against_quality_json_and_numbers_measured_elsewhere(
         target_result(targets[4], numbers(QUALITY, {}))  # no --extra grid_sd: a mistake, not "not measured"
 
 
+def test_a_target_measured_elsewhere_is_not_measured_until_its_numbers_are_given():
+    target = {"quantity": "spread", "old": "1", "value": "grid_sd", "op": ">=", "limit": "seed_sd", "factor": 3,
+              "shown": "grid sd {grid_sd:.2f}, seed sd {seed_sd:.2f}", "bounded_by": "seed sd {seed_sd:.2f}",
+              "measured_elsewhere": ["grid_sd", "seed_sd"]}
+    absent = target_result(target, numbers(QUALITY, {}))
+    assert (absent["met"], absent["measured"], absent["target"], absent["bounded_by"]) == (None, "–", "–", "–")
+    given = target_result(target, numbers(QUALITY, {"grid_sd": 3.6, "seed_sd": 1.15}))
+    assert (given["met"], given["measured"], given["bounded_by"]) == (True, "grid sd 3.60, seed sd 1.15", "seed sd 1.15")
+    with pytest.raises(ValueError, match="'grid_sd' names no number"):  # declared for another target only
+        target_result({**target, "measured_elsewhere": ["seed_sd"]}, numbers(QUALITY, {"seed_sd": 1.15}))
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"value": "reconstruction_fd"}, "'reconstruction_fd' names no number"),
     ({"limit": "60"}, "'60' names no number"),
