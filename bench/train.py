@@ -148,13 +148,18 @@ def _resumed_vqgan(out: Path, preset_name: str | None, codebook_size: int | None
     return vq_cfg, {name: config["meta"][name] for name in ("preset", "codebook_size") if name in config["meta"]}
 
 
+def _preset(name: str) -> tuple[VQGANConfig, TransformerConfig]:
+    """A new run's model configs; an unknown preset is --preset's one-line error."""
+    try:
+        return preset(name)
+    except ValueError as exc:
+        raise BenchError(f"--preset: {exc}") from None
+
+
 def _new_vqgan(preset_name: str | None, codebook_size: int | None) -> tuple[VQGANConfig, dict]:
     """A fresh run's VQGAN config (the preset's, with --codebook-size's codes) and the options recorded."""
     preset_name = preset_name or DEFAULT_PRESET
-    try:
-        vq_cfg, _ = preset(preset_name)
-    except ValueError as exc:
-        raise BenchError(f"--preset: {exc}") from None
+    vq_cfg, _ = _preset(preset_name)
     if codebook_size is not None:
         vq_cfg.num_codebook_vectors = codebook_size
     return vq_cfg, {"preset": preset_name, **({"codebook_size": codebook_size} if codebook_size is not None else {})}
@@ -200,10 +205,7 @@ def train_transformer_command(data: Path, vqgan: Path, out: Path, preset_name: s
         preset_name = config["meta"].get("preset")
     else:
         preset_name = preset_name or DEFAULT_PRESET
-        try:
-            _, tr_cfg = preset(preset_name)
-        except ValueError as exc:
-            raise BenchError(f"--preset: {exc}") from None
+        _, tr_cfg = _preset(preset_name)
     if tr_cfg is None:
         raise BenchError(f"--resume: {out} holds a VQGAN (stage 1), not a transformer to resume")
     tr_cfg.num_codebook_vectors = stage1.vqgan.cfg.num_codebook_vectors
