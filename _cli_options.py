@@ -7,7 +7,7 @@ from __future__ import annotations
 import typer
 from typer.core import TyperGroup
 
-from bench.defaults import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+from bench.defaults import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, DEFAULT_STORAGE, DEFAULT_TRACKING_URI, PRESET_USES
 from bench.errors import BenchError
 
 
@@ -71,6 +71,10 @@ _TEXT_METAVARS = {"checkpoint": "PATH|NAME", "device": "DEVICE", "preset": "NAME
                   "composite": "LIST", "trial_a": "TRIAL", "trial_b": "TRIAL"}
 """Metavars of the text options that do not declare their own: the same name takes the same kind of
 value in every command."""
+
+
+PRESETS_HELP = ", ".join(f"{name} ({use})" for name, use in PRESET_USES.items())
+"""Every preset with what it is for, as --preset's help lists them."""
 
 
 def tracking_uri_option(what: str):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from _cli_options import tracking_uri_option
+from _cli_options import PRESETS_HELP, tracking_uri_option
 from bench.defaults import DEFAULT_PRESET
 
 train_app = typer.Typer(help="Train the two MaskGIT stages: the VQGAN tokenizer, then the transformer.\n\n"
@@ -30,9 +30,8 @@ def _train_config(epochs, batch_size, lr, seed, device, bf16=None, progress=True
 def train_vqgan(
     data: Path = typer.Option(..., help="Benchmark folder with train/ and val/ (from `bench data build`)."),
     out: Path = typer.Option(..., help="Output folder: one checkpoint per epoch, LATEST names the newest."),
-    preset: str | None = typer.Option(None, help="Model size: small (2 CPU cores), toy (the embedded toy faces, "
-                                                 "1 core), lab (the lab's), tiny (tests). Default: "
-                                                 f"{DEFAULT_PRESET}; with --resume, the checkpoint's."),
+    preset: str | None = typer.Option(None, help=f"Model size: {PRESETS_HELP}. Default: {DEFAULT_PRESET}; with "
+                                                 "--resume, the checkpoint's."),
     epochs: int = typer.Option(20, min=1, help="Total epochs (also the target when resuming). Default: 20."),
     batch_size: int = typer.Option(32, min=1, help="Images per step. Default: 32."),
     lr: float = typer.Option(2e-4, min=0.0, help="Adam learning rate. Default: 2e-4."),
@@ -81,8 +80,8 @@ def train_transformer(
     vqgan: Path = typer.Option(..., help="Stage-1 checkpoint (a `bench train vqgan` output folder; with "
                                          "--resume, the one the checkpoint was trained on)."),
     out: Path = typer.Option(..., help="Output folder: one checkpoint per epoch, LATEST names the newest."),
-    preset: str | None = typer.Option(None, help="Transformer size: small, toy, lab, tiny. Default: "
-                                                 f"{DEFAULT_PRESET}; with --resume, the checkpoint's."),
+    preset: str | None = typer.Option(None, help=f"Transformer size: {PRESETS_HELP}. Default: {DEFAULT_PRESET}; "
+                                                 "with --resume, the checkpoint's."),
     epochs: int = typer.Option(20, min=1, help="Total epochs (also the target when resuming). Default: 20."),
     batch_size: int = typer.Option(64, min=1, help="Token sequences per step. Default: 64."),
     lr: float = typer.Option(1e-3, min=0.0, help="AdamW peak learning rate (warm-up, then cosine decay). "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from _cli_options import BenchGroup, batch_size_option, storage_option, tracking_uri_option
+from _cli_options import PRESETS_HELP, BenchGroup, batch_size_option, storage_option, tracking_uri_option
 from _cli_train import train_app
 from bench.defaults import DEFAULT_CHECKPOINT, DEFAULT_LIMIT, DEFAULT_PROTOCOL, DEFAULT_STEPS, DEFAULT_SWEEP_COMPOSITE
 from bench.errors import BenchError
@@ -356,8 +356,8 @@ def perf(
     steps: int = typer.Option(8, help="Total iterations T (the curve has T FIDs). Default: 8."),
     checkpoint: str = typer.Option("catfaces", help="Model: a checkpoint folder or a shipped name. "
                                                     "Default: catfaces."),
-    preset: str | None = typer.Option(None, help="Instead of --checkpoint: random weights of a preset (lab, small, "
-                                                 "tiny), for timing only. Default: none."),
+    preset: str | None = typer.Option(None, help=f"Instead of --checkpoint: random weights of a preset, for timing "
+                                                 f"only: {PRESETS_HELP}. Default: none."),
     schedule: str = typer.Option("cosine", help="Mask schedule of the timed trial. Default: cosine."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, ... Default: auto."),
     batch_size: int | None = batch_size_option("Images per decoding batch of the harness"),

@@ -111,6 +111,24 @@ def test_every_option_is_named_whole_with_what_it_takes_at_80_columns(path):
     assert "<str>" not in result.output and " TEXT" not in result.output
 
 
+def test_every_preset_option_names_every_preset_of_the_registry():
+    """--preset's help lists maskgit.presets.PRESETS (through bench.defaults.PRESET_USES, which the
+    help reads without importing torch): a preset added to the registry and not to the help fails here."""
+    from maskgit.presets import PRESETS
+
+    preset_commands = []
+    for path in COMMANDS:
+        command = ROOT
+        for name in path:
+            command = command.commands[name]
+        for param in command.params:
+            if param.name == "preset":
+                preset_commands.append(path)
+                output = " ".join(invoke([*path, "--help"], terminal_width=80, env={"COLUMNS": "80"}).output.split())
+                assert all(f"{name} (" in output for name in PRESETS), (path, output)
+    assert set(preset_commands) == {("perf",), ("train", "vqgan"), ("train", "transformer")}
+
+
 def test_shell_completion_is_offered():
     assert "--install-completion" in invoke(["--help"]).output
 
