@@ -56,6 +56,18 @@ def test_version_falls_back_to_pyproject_when_the_package_is_not_installed(monke
     assert package_version() == pyproject_version()
 
 
+def test_every_shipped_model_file_is_package_data():
+    """A file under maskgit/pretrained/ that no package-data pattern matches is left out of a wheel:
+    the shipped model would load from a clone and not from an installed package."""
+    patterns = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]["package-data"]["maskgit"]
+    package = PYPROJECT.parent / "maskgit"
+    shipped = [path.relative_to(package) for path in (package / "pretrained").rglob("*")
+               if path.is_file() and "__pycache__" not in path.parts]
+    assert any(path.suffix == ".toml" for path in shipped)  # catfaces' targets.toml
+    unpackaged = [str(path) for path in shipped if not any(path.match(pattern) for pattern in patterns)]
+    assert unpackaged == []
+
+
 def test_the_documented_commands_exist():
     expected = {("data", "build"), ("data", "check"), ("data", "toyfaces"), ("fid",), ("train", "vqgan"),
                 ("train", "transformer"), ("import-lab",), ("sweep",), ("report",), ("perf",), ("inpaint",),
