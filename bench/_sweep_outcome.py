@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich import box
 from rich.table import Table
 
-from bench._sweep_config import Objective, SweepConfig
+from bench._sweep_config import GRID, Objective, SweepConfig
 from bench.baselines import baseline_label
 from bench.stats import DEFAULT_LEVEL, Difference, paired_difference
 from bench.storage import StudyHandle, redacted
@@ -42,6 +42,7 @@ class SweepOutcome:
     schedules: tuple[str, ...] = ()  # the schedules the study searches
     versus_best: dict[int, Difference] = field(default_factory=dict)  # trial number -> FID minus the best's, paired
     versus_references: dict[str, Difference] = field(default_factory=dict)  # name -> best's FID minus its, paired
+    grid_done: int = 0  # a grid study's point count when every point was already done (nothing left to run), else 0
 
 
 BEST_SHOWN = 5
@@ -68,13 +69,16 @@ def sweep_outcome(handle: StudyHandle, config: SweepConfig, parent_id: str, ran:
     else:
         best = sorted(complete, key=lambda t: t.values[0])[:BEST_SHOWN]
     single = len(study.directions) == 1 and bool(best)
+    left = ran or counts[TrialState.WAITING.name] or counts[TrialState.RUNNING.name]
+    grid_done = len(config.space.grid()) if config.sampler_name == GRID and not left else 0
     return SweepOutcome(config.study_name, redacted(config.storage), redacted(config.tracking_uri), parent_id,
                         config.objective_spec, ran, counts, best, orphans,
                         {name: dict(row) for name, row in references.items()}, n_images,
                         tuple(map(str, config.space.dims["composite"].values)),
                         tuple(map(str, config.space.dims["schedule"].values)),
                         differences_from_best(best, uncertainty) if single else {},
-                        differences_from_references(best[0], reference_draws, uncertainty) if single else {})
+                        differences_from_references(best[0], reference_draws, uncertainty) if single else {},
+                        grid_done)
 
 
 def differences_from_best(best: list[FrozenTrial], uncertainty: Callable[[str], Uncertainty | None]
@@ -193,11 +197,20 @@ def outcome_lines(outcome: SweepOutcome) -> list[str]:
             f"{outcome.n_images} images give on average; more images narrow it, more trials do not",
             *(orphans if outcome.orphans else []),
             f"study {outcome.study_name}: {counts or 'no trials'} ({outcome.ran} run now) in {outcome.storage}",
+            *([grid_done_line(outcome.grid_done)] if outcome.grid_done else []),
             *_run_ids(outcome),
             f"open the UI:  bench ui --tracking-uri {outcome.tracking_uri}   (experiment {outcome.study_name})",
             f"report:       bench report --study {outcome.study_name} --storage {outcome.storage} "
             f"--tracking-uri {outcome.tracking_uri}",
             f"resume:       run the same command again (study {outcome.study_name}, storage {outcome.storage})"]
+
+
+def grid_done_line(points: int) -> str:
+    """Why a sweep of a finished grid ran nothing, and how to get more trials: --n-trials adds none to a grid."""
+    return (f"the grid's {points} point{'s are' if points != 1 else ' is'} all done, so nothing ran (--n-trials adds "
+            "no trials to a grid); for more trials search ranges under a new --study-name (e.g. --study-name "
+            "wide --steps 4..16 --choice-temperature 0.5..8:log, sampled by TPE), or rerun the best with fresh "
+            "seeds (--confirm K)")
 
 
 INDISTINGUISHABLE_NOTE = (f"trials marked ≈ are not distinguishable from the best (paired {DEFAULT_LEVEL:.0%} "

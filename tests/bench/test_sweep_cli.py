@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import cli
 from bench import inception_weights as weights_lookup
 from bench import toyfaces
-from bench._sweep_outcome import INDISTINGUISHABLE_NOTE
+from bench._sweep_outcome import INDISTINGUISHABLE_NOTE, grid_done_line
 from bench.search_space import Choice, Range, build_space, load_study_file, option_dimension
 from bench.study import build_sweep_config, open_storage
 
@@ -47,6 +47,7 @@ def existing(tmp_path_factory, empty_mlflow_database, instant_fid_context, tiny_
     with instant_fid_context():
         result = invoke(args)
     assert result.exit_code == 0, result.output
+    assert "(1 run now)" in result.output and "all done" not in result.output  # it ran the grid's one point
     return folder, tracking_uri, args
 
 
@@ -69,6 +70,19 @@ def test_a_sweep_prints_the_best_trials_and_where_to_look(existing):
     assert "FID and KID on 6 test images (lower is better); paste (--composite): seamless, schedule: cosine" in lines
     assert f"bench ui --tracking-uri {tracking_uri}" in result.output.replace("\n", " ")
     assert "resume:" in result.output
+
+
+def test_a_finished_grid_says_why_nothing_ran_and_how_to_get_more_trials(existing):
+    """--n-trials on a grid study whose points are all done runs nothing: one line says so and how to
+    get more trials, instead of a silent '0 run now'."""
+    folder, tracking_uri, args = existing
+    result = invoke(args + ["--n-trials", "6"])
+    assert result.exit_code == 0, result.output
+    assert "(0 run now)" in result.output
+    line = grid_done_line(1)
+    assert line in result.output.splitlines()
+    assert line.startswith("the grid's 1 point is all done, so nothing ran (--n-trials adds no trials to a grid)")
+    assert "new --study-name" in line and "--confirm K" in line
 
 
 def write(folder: Path, name: str, text: str) -> Path:
