@@ -190,11 +190,17 @@ _SEARCH_SYNTAX = {"INT": "a value, a list 5,8,13 or a range 4..16", "FLOAT": "a 
                   "0.5..8 (0.5..8:log, 0..1:0.25)"}
 
 
-def _setting_option(name: str, searched: bool):
-    """The option of setting `name`: one value, or (searched) a list or range of them."""
+_RECORDED_DEFAULT = "--from-run's, else the checkpoint's meta.decoding, else"
+"""Where bench inpaint's settings not given come from (bench/inpaint.py), before their own defaults."""
+
+
+def _setting_option(name: str, searched: bool, recorded: bool = False):
+    """The option of setting `name`: one value, or (searched) a list or range of them; `recorded`: one
+    value that defaults to the replayed run's or the checkpoint's recorded decoding (bench inpaint)."""
     setting = _SETTINGS[name]
     if not (searched and setting.searchable):
-        return typer.Option(None, metavar=setting.kind, help=f"{setting.help}. Default: {setting.default}.")
+        default = f"{_RECORDED_DEFAULT} {setting.default}" if recorded else setting.default
+        return typer.Option(None, metavar=setting.kind, help=f"{setting.help}. Default: {default}.")
     default = setting.searched_default or setting.default
     if name == "schedule":  # repeated rather than comma-separated: pow<p> names hold no commas, but read better
         return typer.Option(None, metavar="NAME", help=f"{setting.help}; repeat to search several. "
@@ -385,18 +391,19 @@ def inpaint_command(
     from_run: str | None = typer.Option(None, help="Replay a recorded trial: its settings, data, checkpoint and "
                                                    "image count (options given here win). Default: none."),
     sweet_spot: int | None = typer.Option(None, help="Which step's output to write. Default: the replayed "
-                                                     "trial's best step, else the model card's, else T."),
-    schedule: str | None = _setting_option("schedule", searched=False),
-    steps: str | None = _setting_option("steps", searched=False),
-    choice_temperature: str | None = _setting_option("choice_temperature", searched=False),
-    anneal: str | None = _setting_option("anneal", searched=False),
-    sampling: str | None = _setting_option("sampling", searched=False),
-    sampling_temperature: str | None = _setting_option("sampling_temperature", searched=False),
-    confidence: str | None = _setting_option("confidence", searched=False),
-    composite: str | None = _setting_option("composite", searched=False),
-    feather: str | None = _setting_option("feather", searched=False),
-    dilation: str | None = _setting_option("dilation", searched=False),
-    seed: int | None = _setting_option("seed", searched=False),
+                                                     "trial's best step, else the checkpoint's meta.decoding, "
+                                                     "else T."),
+    schedule: str | None = _setting_option("schedule", searched=False, recorded=True),
+    steps: str | None = _setting_option("steps", searched=False, recorded=True),
+    choice_temperature: str | None = _setting_option("choice_temperature", searched=False, recorded=True),
+    anneal: str | None = _setting_option("anneal", searched=False, recorded=True),
+    sampling: str | None = _setting_option("sampling", searched=False, recorded=True),
+    sampling_temperature: str | None = _setting_option("sampling_temperature", searched=False, recorded=True),
+    confidence: str | None = _setting_option("confidence", searched=False, recorded=True),
+    composite: str | None = _setting_option("composite", searched=False, recorded=True),
+    feather: str | None = _setting_option("feather", searched=False, recorded=True),
+    dilation: str | None = _setting_option("dilation", searched=False, recorded=True),
+    seed: int | None = _setting_option("seed", searched=False, recorded=True),
     data: Path | None = typer.Option(None, help="Benchmark root or test-only folder (masked_image/, mask64/, "
                                                 "optional gt/ or test_gt.csv). Default: the embedded benchmark."),
     checkpoint: str | None = typer.Option(None, help=f"Checkpoint folder or shipped name. Default: {DEFAULT_CHECKPOINT}."),
@@ -408,6 +415,10 @@ def inpaint_command(
     overwrite: bool = typer.Option(False, help="Replace images already in --out. Default: off."),
 ):
     """Inpaint a test set with one decoding configuration; prints FID/KID when there is ground truth.
+
+    A setting not given comes from the replayed trial (--from-run), else from the decoding the checkpoint
+    records for itself (its config.json's meta.decoding, as the shipped toyfaces does), else from the
+    setting's own default; the output lists the settings used.
 
     Example: bench inpaint --out out/cosine-t8 --schedule cosine --steps 8 --sweet-spot 6
     """

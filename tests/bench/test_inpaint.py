@@ -3,6 +3,7 @@ trial that reproduces its FID. Real FIDs, two of them (seconds each here)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -73,6 +74,25 @@ def test_a_test_only_folder_is_inpainted_at_the_chosen_step(bench_home, tmp_path
     settings = TrialSettings(DecodeConfig(schedule="linear", steps=3), composite="hard", seed=5)
     expected = evaluator.images(evaluator.decode(settings).filled[1], settings)
     assert torch.equal(read_pngs(out, NAMES), expected)
+
+
+def test_settings_not_given_come_from_the_checkpoints_recorded_decoding(bench_home, tmp_path, tiny_checkpoint,
+                                                                        test_only_folder):
+    """What `bench inpaint --help` says of every setting's default: the checkpoint's meta.decoding (as
+    toyfaces ships one) before the setting's own default, an option given before both."""
+    checkpoint = shutil.copytree(tiny_checkpoint, tmp_path / "recorded")
+    config = json.loads((checkpoint / "config.json").read_text())
+    config["meta"]["decoding"] = {"schedule": "linear", "steps": 3, "sampling": False, "composite": "seamless",
+                                  "sweet_spot": 2}
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    result = invoke(["inpaint", "--data", test_only_folder, "--checkpoint", checkpoint, "--out", tmp_path / "out",
+                     "--composite", "hard", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "step 2 of 3" in result.output
+    settings = dict(pair.split("=") for pair in result.output.split("settings: ")[1].splitlines()[0].split(", "))
+    assert (settings["schedule"], settings["sampling"], settings["composite"]) == ("linear", "False", "hard")
+    assert settings["choice_temperature"] == "4.5"  # not recorded: the setting's own default
+    assert "meta.decoding, else off." in " ".join(invoke(["inpaint", "--help"]).output.split())
 
 
 @pytest.mark.parametrize("extra, message", [
