@@ -21,7 +21,7 @@ reference's eager ones, so its tokens may differ (printed too).
 from __future__ import annotations
 
 import resource
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -54,6 +54,7 @@ class PerfResult:
     tokens_equal: bool | None = None
     compiled: bool = False  # the harness's transformer and VQGAN decoder ran through torch.compile
     trial_seconds: dict[str, float] = field(default_factory=dict)  # the harness trial's own phases
+    fewer_than_asked: str = ""  # the test set when it holds fewer images than --limit asked for (all were used)
 
     @property
     def uncertainty_share(self) -> float:
@@ -205,6 +206,8 @@ def perf_lines(result: PerfResult) -> list[str]:
 
     compiled = ", transformer and VQGAN compiled" if result.compiled else ""
     lines = [f"bench perf: {result.n_images} images, T = {result.steps}, device {result.device}{compiled}",
+             *([f"  (--limit asked for more: {result.fewer_than_asked} holds {result.n_images} test images, all "
+                "used)"] if result.fewer_than_asked else []),
              f"  harness trial             {s['harness']:9.2f} s   "
              f"({result.image_steps_per_second:.1f} images*steps/s; {s['harness_cpu']:.2f} s of CPU)",
              f"    {'interval, FID-inf, KID':<24}{result.trial_seconds['uncertainty']:9.2f} s   "
@@ -255,4 +258,5 @@ def perf_command(data: str | None, limit: int, steps: int, checkpoint: str, pres
         raise BenchError(f"--schedule {schedule}: {exc}") from None
     evaluator = open_evaluator(load_perf_model(checkpoint, preset_name), data, limit, device, batch_size=batch_size,
                                cache=False, progress=False, compiled=compiled)
-    return run_perf(evaluator, settings, reference=reference, phases=phases)
+    result = run_perf(evaluator, settings, reference=reference, phases=phases)
+    return replace(result, fewer_than_asked=str(evaluator.test.root)) if len(evaluator.test) < limit else result

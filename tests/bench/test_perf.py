@@ -51,6 +51,20 @@ def test_cli_perf_without_reference_on_random_weights(tiny_test_set, bench_home)
     assert "Inception passes alone" in result.output and "reference workflow" not in result.output
 
 
+def test_cli_perf_says_when_the_test_set_holds_fewer_images_than_limit(tiny_test_set, bench_home):
+    """--limit beyond the test set uses all of it, and says so (the embedded set has 256 images, catfaces 747)."""
+    arguments = ["perf", "--preset", "tiny", "--data", str(tiny_test_set), "--steps", "1", "--no-reference",
+                 "--no-phases", "--device", "cpu"]
+    capped = CliRunner().invoke(app, [*arguments, "--limit", "50"])
+    assert capped.exit_code == 0, capped.output
+    lines = capped.output.splitlines()
+    test_root = load_test_set(tiny_test_set).root
+    assert lines[:2] == ["bench perf: 6 images, T = 1, device cpu",
+                         f"  (--limit asked for more: {test_root} holds 6 test images, all used)"]
+    exact = CliRunner().invoke(app, [*arguments, "--limit", "6"])
+    assert exact.exit_code == 0 and "--limit asked for more" not in exact.output
+
+
 def test_cli_perf_compiled_harness_only_prints_its_time_and_peak_memory(tiny_test_set, bench_home):
     result = CliRunner().invoke(app, ["perf", "--preset", "tiny", "--data", str(tiny_test_set), "--limit", "4",
                                       "--steps", "2", "--no-reference", "--no-phases", "--device", "cpu", "--compile"])
