@@ -63,6 +63,20 @@ def test_a_readme_command_parses(command):
     command_object.make_context(command_object.name, list(args))  # raises on unknown options or bad values
 
 
+def test_the_readmes_python_imports_exist():
+    """Every name the README's Python examples import is where they import it from (a function moved to
+    another module breaks the example a newcomer copies)."""
+    import importlib
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    imports = [match for block in blocks for match in re.findall(r"^from (\S+) import (.+)$", block, flags=re.M)]
+    assert imports
+    for module, names in imports:
+        imported = importlib.import_module(module)
+        for name in names.split(","):
+            assert hasattr(imported, name.strip()), f"README: from {module} import {name.strip()}"
+
+
 def test_the_readme_says_what_the_default_sweep_does():
     """Quickstart step 2 describes the run `bench sweep --schedule cosine` makes: its images, its T values,
     its paste and the reference rows of its table (the numbers come from the code's defaults)."""
