@@ -1,6 +1,6 @@
-"""Every `bench` command in the README parses: the command exists and every option it uses exists
-and takes the value given. (What the commands do is tested in tests/bench; this keeps the
-README from drifting away from the CLI.)"""
+"""Every `bench` command in the README and the shipped model cards parses: the command exists and every
+option it uses exists and takes the value given. (What the commands do is tested in tests/bench; this
+keeps the README from drifting away from the CLI.)"""
 
 from __future__ import annotations
 
@@ -49,7 +49,15 @@ def test_the_readme_test_command_is_ci_run_which_fails_with_the_suite():
     assert script.rstrip().splitlines()[-1] == "exec python -m pytest -q"
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+def model_card_commands() -> list[str]:
+    """`bench ...` commands with options quoted in the shipped models' cards (a bare `bench inpaint` names
+    a command, it is not one to run)."""
+    cards = sorted((README.parent / "maskgit" / "pretrained").glob("*/MODEL_CARD.md"))
+    return [command for card in cards for command in re.findall(r"`(bench [^`]+)`", card.read_text())
+            if " --" in command]
+
+
+@pytest.mark.parametrize("command", COMMANDS + model_card_commands())
 def test_a_readme_command_parses(command):
     group = typer.main.get_command(cli.app)
     command_object, args = group, shlex.split(command)[1:]
