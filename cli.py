@@ -449,6 +449,10 @@ def evaluate_command(
     steps: int = typer.Option(8, min=2, help="T of the multi-step row (its best step is reported). Default: 8."),
     choice_temperature: float = typer.Option(4.5, min=0.0, help="Choice temperature of the multi-step row. "
                                                                 "Default: 4.5."),
+    sampling: str = typer.Option("on", metavar="on|off", help="Tokens of the decoding rows: categorical "
+                                                            "sampling (on) or argmax (off). Default: on."),
+    sampling_temperature: float = typer.Option(1.0, min=0.0, help="Softmax temperature of the sampling. "
+                                                                  "Default: 1.0."),
     sweet_spot: int | None = typer.Option(None, min=1, help="Score the multi-step row at this step only (one FID "
                                                             "instead of T, e.g. the best step a sweep found). "
                                                             "Default: every step, the best reported."),
@@ -472,8 +476,11 @@ def evaluate_command(
     from maskgit.decoding import DecodeConfig
 
     composites = [name.strip() for name in composite.split(",")]
+    if sampling not in ("on", "off"):
+        raise BenchError(f"--sampling: {sampling!r} is neither on nor off")
     try:
-        best = TrialSettings(DecodeConfig(schedule=schedule, steps=steps, choice_temperature=choice_temperature),
+        best = TrialSettings(DecodeConfig(schedule=schedule, steps=steps, choice_temperature=choice_temperature,
+                                          sampling=sampling == "on", sampling_temperature=sampling_temperature),
                              sweet_spot=sweet_spot)
         for name in composites:
             TrialSettings(composite=name)

@@ -84,6 +84,29 @@ def test_off_rows_score_the_decoded_images_and_the_pasted_rows_the_same_tokens_p
     assert rows["best_off"]["fid"] != rows["best_hard"]["fid"]
 
 
+def test_evaluate_with_argmax_scores_the_argmax_decoding(tiny_checkpoint, tiny_test_set, bench_home, tmp_path):
+    """--sampling off: both decoding rows decode argmax tokens (recorded in their settings), and the
+    multi-step row's FID is that of the same argmax settings evaluated directly."""
+    out = tmp_path / "quality.json"
+    result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_test_set),
+                                      "--steps", "2", "--sweet-spot", "2", "--composite", "hard", "--sampling", "off",
+                                      "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["inpainting"]
+    assert rows["best_hard"]["settings"]["sampling"] is False and rows["one_step_hard"]["settings"]["sampling"] is False
+    evaluator = open_evaluator(str(tiny_checkpoint), str(tiny_test_set), None, "cpu", progress=False)
+    argmax = TrialSettings(DecodeConfig(steps=2, sampling=False), sweet_spot=2, composite="hard")
+    sampled = TrialSettings(DecodeConfig(steps=2, sampling=True), sweet_spot=2, composite="hard")
+    assert rows["best_hard"]["fid"] == pytest.approx(evaluator.evaluate(argmax).best_fid)
+    assert rows["best_hard"]["fid"] != pytest.approx(evaluator.evaluate(sampled).best_fid)
+
+
+def test_evaluate_refuses_a_sampling_that_is_neither_on_nor_off():
+    result = CliRunner().invoke(app, ["evaluate", "--sampling", "maybe"])
+    assert result.exit_code == 2
+    assert "--sampling: 'maybe' is neither on nor off" in result.output and "Traceback" not in result.output
+
+
 def test_evaluate_refuses_an_unknown_composite(tmp_path):
     result = CliRunner().invoke(app, ["evaluate", "--composite", "hard,blur"])
     assert result.exit_code == 2
