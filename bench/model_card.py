@@ -71,7 +71,9 @@ def decoding_label(name: str, row: Mapping) -> str:
     if kind == "one_step":
         return f"one-step decoding (T = 1), {paste}"
     settings = row["settings"]
-    sampling = "" if settings["sampling"] else ", argmax"
+    temperature = settings["sampling_temperature"]
+    sampling = (", argmax" if not settings["sampling"]
+                else "" if temperature == 1.0 else f", sampling temperature {temperature:g}")
     step = "best step" if settings["sweet_spot"] == "auto" else "step"
     return (f"{settings['schedule']}, T = {settings['steps']}, choice temperature {settings['choice_temperature']:g}"
             f"{sampling}, {step} {row['best_step']}, {paste}")

@@ -18,9 +18,9 @@ from maskgit.presets import preset
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
-def settings(steps: int, sweet_spot, composite: str, sampling: bool = True) -> dict:
+def settings(steps: int, sweet_spot, composite: str, sampling: bool = True, sampling_temperature: float = 1.0) -> dict:
     return {"schedule": "cosine", "steps": steps, "choice_temperature": 4.5, "sampling": sampling,
-            "sweet_spot": sweet_spot, "composite": composite}
+            "sampling_temperature": sampling_temperature, "sweet_spot": sweet_spot, "composite": composite}
 
 
 QUALITY = {
@@ -100,6 +100,13 @@ def test_inpainting_table_names_each_row_from_its_settings():
         "| one-step decoding (T = 1), `composite = seamless` | 38.36 | 0.0165 |",
         "| cosine, T = 8, choice temperature 4.5, argmax, best step 6, `composite = seamless` | 24.50 | 0.0122 |",
     ]
+
+
+def test_a_sampling_temperature_other_than_one_is_named_in_the_row():
+    quality = {**QUALITY, "inpainting": {"best_hard": {"fid": 70.0, "kid": 0.04, "best_step": 8,
+                                                       "settings": settings(8, 8, "hard", sampling_temperature=0.5)}}}
+    assert inpainting_table(quality)[2] == (
+        "| cosine, T = 8, choice temperature 4.5, sampling temperature 0.5, step 8, `composite = hard` | 70.00 | 0.0400 |")
 
 
 def test_tokenizer_table_takes_the_validation_accuracy_from_the_training_meta():
