@@ -449,10 +449,8 @@ def evaluate_command(
     steps: int = typer.Option(8, min=2, help="T of the multi-step row (its best step is reported). Default: 8."),
     choice_temperature: float = typer.Option(4.5, min=0.0, help="Choice temperature of the multi-step row. "
                                                                 "Default: 4.5."),
-    sampling: str = typer.Option("on", metavar="on|off", help="Tokens of the decoding rows: categorical "
-                                                            "sampling (on) or argmax (off). Default: on."),
-    sampling_temperature: float = typer.Option(1.0, min=0.0, help="Softmax temperature of the sampling. "
-                                                                  "Default: 1.0."),
+    sampling: str | None = _setting_option("sampling", searched=False),
+    sampling_temperature: str | None = _setting_option("sampling_temperature", searched=False),
     sweet_spot: int | None = typer.Option(None, min=1, help="Score the multi-step row at this step only (one FID "
                                                             "instead of T, e.g. the best step a sweep found). "
                                                             "Default: every step, the best reported."),
@@ -472,20 +470,20 @@ def evaluate_command(
     Example: bench evaluate --checkpoint catfaces --data data/catfaces --out quality.json
     """
     from bench.quality import evaluate_checkpoint, format_quality
-    from bench.trial import TrialSettings
+    from bench.trial import TrialSettings, parse_setting
     from maskgit.decoding import DecodeConfig
 
     composites = [name.strip() for name in composite.split(",")]
-    if sampling not in ("on", "off"):
-        raise BenchError(f"--sampling: {sampling!r} is neither on nor off")
     try:
+        given = {name: parse_setting(name, text) for name, text in
+                 (("sampling", sampling), ("sampling_temperature", sampling_temperature)) if text is not None}
         best = TrialSettings(DecodeConfig(schedule=schedule, steps=steps, choice_temperature=choice_temperature,
-                                          sampling=sampling == "on", sampling_temperature=sampling_temperature),
-                             sweet_spot=sweet_spot)
+                                          **given), sweet_spot=sweet_spot)
         for name in composites:
             TrialSettings(composite=name)
     except ValueError as exc:
-        raise BenchError(f"--schedule/--steps/--sweet-spot/--composite: {exc}") from None
+        raise BenchError(f"--schedule/--steps/--sampling/--sampling-temperature/--sweet-spot/--composite: {exc}"
+                         ) from None
     report = evaluate_checkpoint(checkpoint, None if data is None else str(data), limit, device, batch_size, best,
                                  composites, out)
     for line in format_quality(report):

@@ -101,10 +101,15 @@ def test_evaluate_with_argmax_scores_the_argmax_decoding(tiny_checkpoint, tiny_t
     assert rows["best_hard"]["fid"] != pytest.approx(evaluator.evaluate(sampled).best_fid)
 
 
-def test_evaluate_refuses_a_sampling_that_is_neither_on_nor_off():
-    result = CliRunner().invoke(app, ["evaluate", "--sampling", "maybe"])
+@pytest.mark.parametrize("option, value, message", [
+    ("--sampling", "maybe", "sampling: expected on or off, got 'maybe'"),
+    ("--sampling-temperature", "0", "sampling_temperature must be > 0, got 0.0"),
+])
+def test_evaluate_refuses_a_bad_sampling_setting(option, value, message):
+    result = CliRunner().invoke(app, ["evaluate", option, value])
     assert result.exit_code == 2
-    assert "--sampling: 'maybe' is neither on nor off" in result.output and "Traceback" not in result.output
+    assert "--sampling-temperature" in result.output and message in result.output
+    assert "Traceback" not in result.output
 
 
 def test_evaluate_refuses_an_unknown_composite(tmp_path):
