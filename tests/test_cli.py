@@ -38,6 +38,14 @@ ROOT = typer.main.get_command(cli.app)
 COMMANDS = command_paths(ROOT)
 
 
+def command_at(path: tuple[str, ...]):
+    """The command or group that `path`'s words name."""
+    command = ROOT
+    for name in path:
+        command = command.commands[name]
+    return command
+
+
 def pyproject_version() -> str:
     return tomllib.loads(PYPROJECT.read_text())["project"]["version"]
 
@@ -87,10 +95,7 @@ def test_every_help_has_a_description_and_an_example_without_colour(path):
 
 def test_every_option_states_its_default_unless_required():
     for path in COMMANDS:
-        command = ROOT
-        for name in path:
-            command = command.commands[name]
-        for param in command.params:
+        for param in command_at(path).params:
             if isinstance(param, typer.core.TyperOption) and param.name not in TYPER_FLAGS:
                 assert param.help, (path, param.name)
                 assert param.required or "Default:" in param.help, (path, param.name)
@@ -100,9 +105,7 @@ def test_every_option_states_its_default_unless_required():
 def test_every_option_is_named_whole_with_what_it_takes_at_80_columns(path):
     """No option name cut off (`--sampling-temperatu…`), no line past 80 columns, and every option
     that takes a value says what kind: INT, FLOAT, PATH, NAME, INT|LIST|RANGE, ..., never <str> or TEXT."""
-    command = ROOT
-    for name in path:
-        command = command.commands[name]
+    command = command_at(path)
     result = invoke([*path, "--help"], terminal_width=80, env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -130,10 +133,7 @@ def test_every_preset_option_names_every_preset_of_the_registry():
 
     preset_commands = []
     for path in COMMANDS:
-        command = ROOT
-        for name in path:
-            command = command.commands[name]
-        for param in command.params:
+        for param in command_at(path).params:
             if param.name == "preset":
                 preset_commands.append(path)
                 output = " ".join(invoke([*path, "--help"], terminal_width=80, env={"COLUMNS": "80"}).output.split())
