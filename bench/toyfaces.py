@@ -6,11 +6,11 @@ benchmark and the model trained on it. Each face varies in position, size, head 
 patterned background (stripes, checks, dots), so a hole is not filled by smooth interpolation.
 
 Every choice is drawn from a few discrete values, on the grid of a 16x16-token tokenizer (4x4 pixels
-a token): faces are upright and centred on token corners, patterns repeat every 8 or 16 pixels with
-their edges on token borders, colours come from palettes as they are, and the eyes and ears of a
-face mirror each other. So what a hole hides can be inferred from what surrounds it (the pattern's period
-and phase, the other eye, the other ear) at the level of tokens, which is what makes the faces
-learnable by a small transformer (docs/architecture.md, "The embedded toy benchmark").
+a token): faces are upright and centred on token corners, patterns repeat every 2 to 8 tokens (stripes
+and checks with their edges on token borders), colours come from palettes as they are, and the eyes
+and ears of a face mirror each other. So what a hole hides can be inferred from what surrounds it (the
+pattern's period and phase, the other eye, the other ear) at the level of tokens, which is what makes
+the faces learnable by a small transformer (docs/architecture.md, "The embedded toy benchmark").
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from bench.errors import BenchError
 BENCHMARK_NAME = "toyfaces-v3"  # cache folder of the embedded benchmark: bump when output changes
 CHUNK = 256  # faces rendered per batch (memory stays ~100 MB)
 EDGE = 1.5  # pixels over which a face's outlines fade: soft, yet much sharper than a 4x4-pixel token
-PATTERN_EDGE = 1.0  # pattern edges on token borders: the pixels either side are fully one colour
+DOT_EDGE = 1.0  # pixels over which a dot's round edge fades (bands have hard edges, on token borders)
 TOKEN = 4  # pixels a token spans: pattern phases and face positions are multiples of it
 
 FUR_COLOURS = np.array([
@@ -70,12 +70,12 @@ def build_toyfaces_benchmark(out: str | Path, seed: int = 0, n_train: int = 10_0
                            overwrite=overwrite)
 
 
-
 # --- geometry -------------------------------------------------------------------------------
 
 
 class _Frame(NamedTuple):
-    """Pixel coordinates [b, 64, 64] from each face's centre (a token corner): right and down."""
+    """Pixel coordinates from each face's centre (a token corner): u to the right [b, 1, 64], v down
+    [b, 64, 1]."""
 
     u: np.ndarray
     v: np.ndarray
@@ -109,8 +109,8 @@ def _line_coverage(distance: np.ndarray, width: float) -> np.ndarray:
 
 
 def _bands(position: np.ndarray, period, phase) -> np.ndarray:
-    """Coverage of bands half a `period` wide, from `phase` to `phase` + period / 2 (mod period):
-    with both on the token grid, each band's edges lie on token borders."""
+    """Coverage (0 or 1) of bands half a `period` wide, from `phase` to `phase` + period / 2 (mod
+    period): with both whole tokens, each band's edges lie on token borders."""
     return ((position - phase) % period < period / 2).astype(np.float32)
 
 
@@ -118,7 +118,7 @@ def _dots(x: np.ndarray, y: np.ndarray, period, radius) -> np.ndarray:
     """Coverage of round dots of `radius` pixels centred on (0, 0) and every `period` pixels from it."""
     dx = (x / period - np.round(x / period)) * period
     dy = (y / period - np.round(y / period)) * period
-    return np.clip(0.5 + (radius - np.hypot(dx, dy)) / PATTERN_EDGE, 0, 1)
+    return np.clip(0.5 + (radius - np.hypot(dx, dy)) / DOT_EDGE, 0, 1)
 
 
 def _ellipse(frame: _Frame, cx, cy, rx, ry) -> np.ndarray:
@@ -167,9 +167,17 @@ def _paint(image: np.ndarray, coverage: np.ndarray, colour: np.ndarray) -> np.nd
     return image + coverage[..., None] * (colour - image)
 
 
-def _on_grid(rng: np.random.Generator, period: np.ndarray) -> np.ndarray:
-    """[b, 1, 1] phases: a whole number of tokens within each image's `period` [b, 1, 1]."""
+def _token_phase(rng: np.random.Generator, period: np.ndarray) -> np.ndarray:
+    """[b, 1, 1] pattern phases: a whole number of tokens below each image's `period` [b, 1, 1]."""
     return TOKEN * np.floor(rng.random(period.shape) * period / TOKEN).astype(np.float32)
+
+
+def _one_pattern_each(rng: np.random.Generator, b: int, patterns: list[np.ndarray],
+                      odds: list[float]) -> np.ndarray:
+    """[b, 64, 64] coverage: each image's from one of `patterns` (each broadcasting to [b, 64, 64]),
+    drawn with `odds`."""
+    kind = _per_image(rng.choice(len(patterns), size=b, p=odds))
+    return np.select([kind == i for i in range(len(patterns))], patterns)
 
 
 # --- layers ---------------------------------------------------------------------------------
@@ -177,17 +185,20 @@ def _on_grid(rng: np.random.Generator, period: np.ndarray) -> np.ndarray:
 
 def _background(rng: np.random.Generator, b: int) -> np.ndarray:
     """Plain, or stripes (vertical, horizontal, diagonal), checks or polka dots in two palette
-    colours, [b, 64, 64, 3], repeating every 8 or 16 pixels on the token grid."""
+    colours, [b, 64, 64, 3], on the token grid: stripes and checks repeat every 8 or 16 pixels,
+    diagonals and dots every 16 or 32."""
     first, second = _pick_pair(rng, BACKGROUND_COLOURS, b)
     x, y = _CENTRES[None, None, :], _CENTRES[None, :, None]
     period = _per_image(_choose(rng, (2 * TOKEN, 4 * TOKEN), b))
-    phase_x, phase_y = _on_grid(rng, period), _on_grid(rng, period)
+    phase_x, phase_y = _token_phase(rng, period), _token_phase(rng, period)
     columns, rows = _bands(x, period, phase_x), _bands(y, period, phase_y)
     diagonal = _bands(x + np.where(rng.random((b, 1, 1)) < 0.5, y, -y), 2 * period, phase_x)
     dots = _dots(x - phase_x, y - phase_y, 2 * period, period * 0.25 + 1)
-    patterns = [np.zeros_like(columns), columns, rows, diagonal, columns + rows - 2 * columns * rows, dots]
-    kind = _per_image(rng.choice(len(patterns), size=b, p=[0.1, 0.18, 0.18, 0.18, 0.18, 0.18]))
-    return _paint(first, np.select([kind == i for i in range(len(patterns))], patterns), second)
+    checks = columns + rows - 2 * columns * rows
+    plain = np.zeros_like(columns)
+    pattern = _one_pattern_each(rng, b, [plain, columns, rows, diagonal, checks, dots],
+                                   [0.1, 0.18, 0.18, 0.18, 0.18, 0.18])
+    return _paint(first, pattern, second)
 
 
 def _fur(rng: np.random.Generator, b: int, frame: _Frame) -> np.ndarray:
@@ -201,9 +212,9 @@ def _fur(rng: np.random.Generator, b: int, frame: _Frame) -> np.ndarray:
     half_blaze = _per_image(_choose(rng, (TOKEN, 2 * TOKEN), b))
     blaze = (np.abs(frame.u) < half_blaze).astype(np.float32)
     spots = _dots(frame.u - 2 * TOKEN, frame.v - phase, 4 * TOKEN, _per_image(_choose(rng, (3, 4), b)))
-    patterns = [np.zeros_like(stripes), stripes, blaze, spots]
-    kind = _per_image(rng.choice(len(patterns), size=b, p=[0.2, 0.35, 0.2, 0.25]))
-    return _paint(base, np.select([kind == i for i in range(len(patterns))], patterns), other)
+    plain = np.zeros_like(stripes)
+    pattern = _one_pattern_each(rng, b, [plain, stripes, blaze, spots], [0.2, 0.35, 0.2, 0.25])
+    return _paint(base, pattern, other)
 
 
 def _render(rng: np.random.Generator, b: int) -> np.ndarray:
