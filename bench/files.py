@@ -23,7 +23,7 @@ def cache_home() -> Path:
 def portable_name(folder: str | Path) -> str:
     """A data folder's name as recorded and committed beside its content hash, the same on every
     machine: the last two components of its path (`/work/data/catfaces/test` -> `catfaces/test`; the
-    embedded default's test set is `toyfaces-v2/test`). Give it the absolute path of a local folder."""
+    embedded default's test set is `toyfaces-v3/test`). Give it the absolute path of a local folder."""
     return "/".join(Path(folder).parts[-2:]).lstrip("/")
 
 
