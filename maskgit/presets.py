@@ -24,11 +24,13 @@ PRESETS: dict[str, tuple[VQGANConfig, TransformerConfig]] = {
         TransformerConfig(num_codebook_vectors=1024, dim=384, n_layers=6, hidden_dim=1536, n_heads=8),
     ),
     # ~0.8M-parameter tokenizer for the embedded toy faces (~28 images/s of training on one CPU
-    # core with bf16; their clean shapes need no more) and the `small` transformer.
+    # core with bf16; their clean shapes need no more) and the `small` transformer. 128 codes, not
+    # 512: with 512 one flat colour was split over 3-6 near-identical codes, which the transformer
+    # cannot tell apart (docs/architecture.md, "The embedded toy benchmark").
     "toy": (
         VQGANConfig(enc_channels=[16, 32, 64], dec_channels=[16, 32, 64], down_after=[0, 1], up_after=[2, 1],
-                    enc_blocks=1, dec_blocks=2, latent_dim=32, num_codebook_vectors=512),
-        TransformerConfig(num_codebook_vectors=512, dim=128, n_layers=4, hidden_dim=512, n_heads=4),
+                    enc_blocks=1, dec_blocks=2, latent_dim=32, num_codebook_vectors=128),
+        TransformerConfig(num_codebook_vectors=128, dim=128, n_layers=4, hidden_dim=512, n_heads=4),
     ),
     # For tests: builds and runs in milliseconds.
     "tiny": (
