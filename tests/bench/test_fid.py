@@ -105,7 +105,7 @@ def test_weights_resolution_order(tmp_path, monkeypatch):
     explicit = tmp_path / "mine.pth"
     explicit.write_bytes(b"weights")
     assert resolve_inception_weights(explicit) == explicit
-    with pytest.raises(BenchError, match="--weights .*missing.pth"):
+    with pytest.raises(BenchError, match="weights= .*missing.pth"):
         resolve_inception_weights(tmp_path / "missing.pth")
     monkeypatch.setenv(weights_lookup.WEIGHTS_ENV, str(explicit))
     assert resolve_inception_weights() == explicit
