@@ -2,12 +2,13 @@
 toy faces, real Inception features) differ only by their seeds, so the expected difference of their
 FIDs is 0 and the paired 95% interval of each difference should contain 0 in about 95% of pairs.
 
-Measured (6 seeds, all 15 pairs, steps 2 and 4 of cosine T = 4, hard paste; FIDs ~150-165 at N = 32):
-29 of 30 intervals contain 0 (0.967); the median of |difference| / half-width is 0.39 (a calibrated
-normal interval gives 0.34). The pairs share seeds, so the 30 checks are not independent; the test
-asserts coverage >= 0.80 (independent checks at 0.95 would fall below that with probability 3e-4)
-and, so that an interval too wide to mean anything cannot pass, a median ratio >= 0.15 (an interval
-2.3x too wide gives 0.15). About two minutes on one CPU core (384 Inception passes).
+Measured with the toyfaces model retrained on toyfaces-v3 (6 seeds, all 15 pairs, steps 2 and 4 of
+cosine T = 4, hard paste; FIDs 115-135 at N = 32): 28 of 30 intervals contain 0 (0.933); the median
+of |difference| / half-width is 0.30 (a calibrated normal interval gives 0.34). The pairs share
+seeds, so the 30 checks are not independent; the test asserts coverage >= 0.80 (independent checks
+at 0.95 would fall below that with probability 3e-4) and, so that an interval too wide to mean
+anything cannot pass, a median ratio >= 0.15 (an interval 2.3x too wide gives 0.15). About 45 s on
+one CPU core (384 Inception passes).
 """
 
 from __future__ import annotations
