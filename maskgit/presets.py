@@ -25,8 +25,8 @@ PRESETS: dict[str, tuple[VQGANConfig, TransformerConfig]] = {
     ),
     # ~0.8M-parameter tokenizer for the embedded toy faces (~28 images/s of training on one CPU
     # core with bf16; their clean shapes need no more) and the `small` transformer. 128 codes, not
-    # 512: with 512 one flat colour was split over 3-6 near-identical codes, which the transformer
-    # cannot tell apart (docs/architecture.md, "The embedded toy benchmark").
+    # 512: with 512 one flat colour was split over 3-6 near-identical codes, look-alikes the
+    # transformer has to guess between (docs/architecture.md, "The embedded toy benchmark").
     "toy": (
         VQGANConfig(enc_channels=[16, 32, 64], dec_channels=[16, 32, 64], down_after=[0, 1], up_after=[2, 1],
                     enc_blocks=1, dec_blocks=2, latent_dim=32, num_codebook_vectors=128),
