@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 from rich import box
+from rich.cells import cell_len
 from rich.table import Table
 
 from bench._sweep_config import GRID, Objective, SweepConfig
@@ -47,6 +48,7 @@ class SweepOutcome:
 
 BEST_SHOWN = 5
 OBJECTIVE_HEADERS = {"fid": "FID"}
+TABLE_WIDTH = 80  # rich's width off a terminal; the README promises the table fits it
 
 
 ReferenceDraws = Mapping[str, tuple[float, np.ndarray, str]]
@@ -138,30 +140,48 @@ class Column:
     header: str
     trial: Callable[[FrozenTrial], str]
     reference: Callable[[str, Mapping[str, float]], str] = _no_cell
-    text: bool = False  # left-justified names that may wrap, else right-justified numbers that may not
+    text: bool = False  # left-justified names, else right-justified numbers
+    wraps: bool = False  # may wrap at its spaces (the trial or reference's name), else whole on one line
 
 
 def outcome_columns(outcome: SweepOutcome) -> list[Column]:
     """The table's columns in order: the trial (or reference), its objective values, best step, its paired
     difference from the best trial (where recorded; else the final step's FID), KID and the settings that
-    differ between the trials shown. The MLflow runs go to a line below (`outcome_lines`): with them, two
-    searched schedules or pastes took the table past 80 columns, and rich cuts cells there."""
+    differ between the trials shown, each header broken after its underscores. The MLflow runs go to a
+    line below (`outcome_lines`): with them, two searched schedules or pastes took the table past 80
+    columns, and rich cuts cells there. KID's column gives way where the table would otherwise break
+    words at 80 columns (e.g. two long-named settings searched): FID is the objective, MLflow keeps KID."""
     fid = Column(f"FID\n{DEFAULT_LEVEL:.0%} interval",
                  lambda t: _interval(t.values[0], *(t.user_attrs.get(f"best_fid_ci_{end}") for end in ("low", "high"))),
                  lambda name, row: _interval(row["fid"], row.get("fid_ci_low"), row.get("fid_ci_high")))
     objectives = [fid, *(Column(OBJECTIVE_HEADERS.get(name, name), lambda t, i=i: _number(t.values[i]))
                          for i, name in enumerate(outcome.objective.names) if i > 0)]
-    settings = [Column(name, lambda t, name=name: str(t.params.get(name, "")), text=True)
+    settings = [Column(name.replace("_", "_\n"), lambda t, name=name: str(t.params.get(name, "")), text=True)
                 for name in _shown_settings(outcome)]
     # where trials pair with the best, that verdict replaces the final step's FID (MLflow keeps it): 80 columns
     last = (Column("vs best", lambda t: _versus_best(outcome, t)) if outcome.versus_best
             else Column("final\nFID", lambda t: _number(t.user_attrs.get("final_fid"))))
-    return [Column("trial", lambda t: _trial_label(outcome, t), lambda name, row: baseline_label(name), text=True),
-            *objectives,
-            Column("best\nstep", lambda t: str(t.user_attrs.get("best_step", ""))),
-            last,
-            Column("KID", lambda t: _kid(t.user_attrs.get("kid")), lambda name, row: _kid(row.get("kid"))),
-            *settings]
+    kid = Column("KID", lambda t: _kid(t.user_attrs.get("kid")), lambda name, row: _kid(row.get("kid")))
+    columns = [Column("trial", lambda t: _trial_label(outcome, t), lambda name, row: baseline_label(name),
+                      text=True, wraps=True),
+               *objectives,
+               Column("best\nstep", lambda t: str(t.user_attrs.get("best_step", ""))),
+               last,
+               kid,
+               *settings]
+    return columns if _whole_width(columns, outcome) <= TABLE_WIDTH else [c for c in columns if c is not kid]
+
+
+def _whole_width(columns: list[Column], outcome: SweepOutcome) -> int:
+    """The table's width with no word broken: each column as wide as its header's longest line and its
+    widest cell (its longest word where it wraps), two spaces between columns (padding and divider),
+    none at the right edge (`outcome_table` pads none there)."""
+    def width(column: Column) -> int:
+        cells = [*map(column.trial, outcome.best), *(column.reference(*item) for item in outcome.references.items())]
+        pieces = [word for cell in cells for word in cell.split()] if column.wraps else cells
+        return max(map(cell_len, [*column.header.split("\n"), *pieces]))
+
+    return sum(map(width, columns)) + 2 * (len(columns) - 1)
 
 
 def outcome_table(outcome: SweepOutcome) -> Table:
@@ -169,10 +189,10 @@ def outcome_table(outcome: SweepOutcome) -> Table:
     several = len(outcome.objective.names) > 1
     title = "Pareto front" if several else f"best trials of {len(outcome.best)} shown"
     table = Table(title=f"study {outcome.study_name}: {title}", box=box.HORIZONTALS, show_edge=False,
-                  padding=(0, 1, 0, 0))
+                  padding=(0, 1, 0, 0), pad_edge=False)
     columns = outcome_columns(outcome)
-    for column in columns:  # short of 80 columns, names wrap (at spaces if they can) and numbers stay whole
-        table.add_column(column.header, justify="left" if column.text else "right", no_wrap=not column.text,
+    for column in columns:  # short of 80 columns, names wrap at their spaces; numbers and settings stay whole
+        table.add_column(column.header, justify="left" if column.text else "right", no_wrap=not column.wraps,
                          overflow="fold")
     for trial in outcome.best:
         table.add_row(*(column.trial(trial) for column in columns))
